@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Runs NexusCore's tests and prints one closing line: 'N passed, N failed[, N skipped]'.
+
+C test programs use cmocka; each '[       OK ]', '[  FAILED  ]' and '[  SKIPPED ]' line
+counts as one test. A program that dies without reporting a failure (a crash, a
+sanitizer report, a timeout) counts as one failure. Multi-process tests are Python
+unittest files under tests/integration/, run with the nexus binary in NEXUS_BIN.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+TIMEOUT_S = int(os.environ.get('NX_TEST_TIMEOUT', '900'))
+CMOCKA_RE = re.compile(r'^\[\s*(OK|FAILED|SKIPPED|ERROR)\s*\] (\S+)')
+UNITTEST_RE = re.compile(r'^(\w+) \(([\w.]+)\)(?:\n.*)? \.\.\. (ok|FAIL|ERROR|skipped.*|expected failure)$',
+                         re.M)
+
+
+def run(cmd, env):
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=TIMEOUT_S)
+        out, code = proc.stdout.decode(errors='replace'), proc.returncode
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b'').decode(errors='replace') + '\n[timeout after %ds]' % TIMEOUT_S
+        code = -1
+    return out, code, time.monotonic() - start
+
+
+def count_cmocka(out):
+    counts = {'passed': 0, 'failed': 0, 'skipped': 0}
+    failed_names = []
+    for line in out.splitlines():
+        m = CMOCKA_RE.match(line)
+        if not m or m.group(2) in ('tests', 'test(s)'):
+            continue
+        kind = m.group(1)
+        if kind == 'OK':
+            counts['passed'] += 1
+        elif kind == 'SKIPPED':
+            counts['skipped'] += 1
+        else:
+            counts['failed'] += 1
+            failed_names.append(m.group(2))
+    return counts, failed_names
+
+
+def count_unittest(out):
+    counts = {'passed': 0, 'failed': 0, 'skipped': 0}
+    failed_names = []
+    for m in UNITTEST_RE.finditer(out):
+        status = m.group(3)
+        if status == 'ok' or status == 'expected failure':
+            counts['passed'] += 1
+        elif status.startswith('skipped'):
+            counts['skipped'] += 1
+        else:
+            counts['failed'] += 1
+            failed_names.append(m.group(1))
+    return counts, failed_names
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--nexus', required=True)
+    ap.add_argument('--filter', default='')
+    ap.add_argument('--integration', default=None)
+    ap.add_argument('programs', nargs='*')
+    args = ap.parse_args()
+
+    env = dict(os.environ)
+    env['NEXUS_BIN'] = os.path.abspath(args.nexus)
+    env.setdefault('CMOCKA_MESSAGE_OUTPUT', 'STDOUT')
+    jobs = [('c', os.path.abspath(p)) for p in args.programs]
+    if args.integration and os.path.isdir(args.integration):
+        for name in sorted(os.listdir(args.integration)):
+            if name.startswith('test_') and name.endswith('.py'):
+                jobs.append(('py', os.path.abspath(os.path.join(args.integration, name))))
+    jobs = [j for j in jobs if args.filter in os.path.basename(j[1])]
+
+    total = {'passed': 0, 'failed': 0, 'skipped': 0}
+    failures = []
+    for kind, path in jobs:
+        name = os.path.basename(path)
+        cmd = [path] if kind == 'c' else [sys.executable, path, '-v']
+        out, code, secs = run(cmd, env)
+        counts, failed_names = (count_cmocka if kind == 'c' else count_unittest)(out)
+        if code != 0 and counts['failed'] == 0:
+            counts['failed'] = 1
+            failed_names.append('%s (exit %d)' % (name, code))
+        if counts['passed'] + counts['failed'] + counts['skipped'] == 0:
+            counts['failed'] = 1
+            failed_names.append('%s (ran no test)' % name)
+        for k in total:
+            total[k] += counts[k]
+        status = 'FAIL' if counts['failed'] else 'ok'
+        print('%-4s %-40s %3d passed %3d failed %3d skipped  %6.1fs' % (
+            status, name, counts['passed'], counts['failed'], counts['skipped'], secs), flush=True)
+        if counts['failed']:
+            failures.append((name, failed_names, out))
+
+    for name, names, out in failures:
+        print('\n===== %s: %s =====' % (name, ', '.join(names)))
+        tail = out.splitlines()[-80:]
+        print('\n'.join(tail))
+    line = '%d passed, %d failed' % (total['passed'], total['failed'])
+    if total['skipped']:
+        line += ', %d skipped' % total['skipped']
+    print(line)
+    return 1 if total['failed'] or not jobs else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
