@@ -98,8 +98,8 @@ struct ncap_header {
 
 /* Fills h with version NCAP_VERSION and the given fields; recipient NULL = broadcast. */
 void ncap_header_init(struct ncap_header *h, const uint8_t cluster_id[NCAP_CLUSTER_ID_BYTES],
-                      const uint8_t sender[NCAP_KEY_BYTES], const uint8_t *recipient,
-                      uint32_t type, uint64_t seq, uint64_t timestamp_ms);
+                      const uint8_t sender[NCAP_KEY_BYTES], const uint8_t *recipient, uint32_t type,
+                      uint64_t seq, uint64_t timestamp_ms);
 
 /*
  * Sequence numbers. A sender keeps one counter for all its envelopes (to
@@ -198,8 +198,8 @@ struct ncap_msg {
     struct ncap_header h;
     const uint8_t *body; /* owned by the msg (not by the input bytes); NULL if empty */
     size_t body_len;
-    bool guest;          /* sender not trusted: only ever a JOIN_REQUEST */
-    void *decoded_;      /* private: the decoded protobuf that owns body */
+    bool guest;     /* sender not trusted: only ever a JOIN_REQUEST */
+    void *decoded_; /* private: the decoded protobuf that owns body */
 };
 
 /*
