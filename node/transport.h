@@ -85,8 +85,8 @@ void node_transport_limits_default(struct node_transport_limits *l);
  *                node_transport_reply_guest (valid for the call only; copy it to
  *                keep it); NULL for a trusted sender
  *   data, len    the message; borrowed for the call
- * The callback may send, reply and add peers, but must not remove peers or
- * close the transport (those return NX_ERR_STATE from inside the callback).
+ * The callback may send, reply, add and remove peers, but must not close
+ * the transport (that aborts: it would free the caller's frame).
  */
 typedef void (*node_transport_on_message_fn)(void *ctx, const uint8_t *sender_pk,
                                              const char *guest_route, const uint8_t *data,

@@ -1,0 +1,71 @@
+/*
+ * zmq_watch.h - wires one ZeroMQ socket into a libev loop, correctly.
+ *
+ * Owns: an ev_io on the socket's ZMQ_FD and an ev_idle used to come back
+ * without blocking. Never touches: the messages; the owner's callback reads
+ * them.
+ *
+ * Why this exists: ZMQ_FD is not a level-triggered "data ready" descriptor.
+ * It signals that the socket's internal command mailbox changed; ZeroMQ may
+ * consume that signal inside any zmq_send, zmq_recv or zmq_getsockopt call.
+ * So (1) after the fd fires, the owner must read with ZMQ_DONTWAIT until
+ * EAGAIN (or a batch bound) and the watch re-checks ZMQ_EVENTS; (2) after any
+ * send on the socket the watch must re-check ZMQ_EVENTS too, because the send
+ * may have eaten the edge of a message that is already waiting. Forgetting
+ * either leaves messages unread until some unrelated traffic arrives.
+ *
+ * The rules the watch keeps:
+ *   - on_readable(w) is called whenever ZMQ_EVENTS has ZMQ_POLLIN; it reads up
+ *     to a batch of messages with ZMQ_DONTWAIT and returns.
+ *   - after on_readable returns, ZMQ_EVENTS is checked again; while it still
+ *     has POLLIN after budget calls, the ev_idle is started so the loop comes
+ *     back without blocking (fair to other sockets and timers).
+ *   - zmq_watch_after_send(w) must follow every send on the socket: it starts
+ *     the ev_idle, whose callback re-checks ZMQ_EVENTS before the loop blocks.
+ *
+ * Threading: loop thread only. The struct is embedded in its owner; its
+ * address must stay fixed while started.
+ */
+#ifndef NODE_ZMQ_WATCH_H
+#define NODE_ZMQ_WATCH_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/base.h"
+
+/* on_readable calls per wakeup before yielding to the rest of the loop. */
+#define ZMQ_WATCH_BUDGET 16
+
+struct zmq_watch;
+
+/* Reads up to a batch from w->sock with ZMQ_DONTWAIT. May send on any socket. */
+typedef void (*zmq_watch_fn)(struct zmq_watch *w);
+
+struct zmq_watch {
+    ev_io io;
+    ev_idle idle;
+    struct ev_loop *loop; /* borrowed */
+    void *sock;           /* borrowed zmq socket; NULL when stopped */
+    zmq_watch_fn on_readable;
+    void *ctx;        /* borrowed; for the owner */
+    uint64_t wakeups; /* times the fd or the idle fired (for tests/benches) */
+};
+
+/*
+ * Starts watching sock (borrowed; the caller closes it after zmq_watch_stop).
+ * 0 or NX_ERR_IO when ZMQ_FD cannot be read.
+ */
+int zmq_watch_start(struct zmq_watch *w, struct ev_loop *loop, void *sock, zmq_watch_fn on_readable,
+                    void *ctx) NX_MUST_USE;
+
+/* Stops both watchers; safe on a stopped or zeroed watch. */
+void zmq_watch_stop(struct zmq_watch *w);
+
+/* Call after every zmq_send on w->sock: schedules a ZMQ_EVENTS re-check. */
+void zmq_watch_after_send(struct zmq_watch *w);
+
+bool zmq_watch_active(const struct zmq_watch *w);
+
+#endif

@@ -1,0 +1,544 @@
+/*
+ * Unit tests of node/transport_zmq.c and node/zmq_watch.c: real transports in
+ * one process, one libev loop, on 127.0.0.1 with ephemeral ports. Every wait
+ * is bounded by an ev timer, so a broken transport fails a test instead of
+ * hanging it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <ev.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "node/transport.h"
+#include "node/trust.h"
+
+#define BURST_MSGS 10000
+#define WAIT_MS 20000
+
+struct tnode {
+    uint8_t pk[crypto_sign_PUBLICKEYBYTES];
+    uint8_t sk[crypto_sign_SECRETKEYBYTES];
+    struct node_trust_file *trust;
+    struct node_transport *tp;
+    /* what on_message saw */
+    uint64_t got;
+    uint64_t got_guest;
+    uint64_t out_of_order;
+    uint32_t next_seq;
+    uint8_t last_sender[32];
+    bool last_sender_null;
+    char last_route[NODE_TRANSPORT_GUEST_ROUTE_MAX];
+    uint8_t last_data[256];
+    size_t last_len;
+    bool echo_guests; /* reply every guest message with the same bytes */
+    uint64_t echo_failed;
+};
+
+static struct ev_loop *loop;
+
+static void on_message(void *ctx, const uint8_t *sender_pk, const char *guest_route,
+                       const uint8_t *data, size_t len)
+{
+    struct tnode *n = ctx;
+    n->got++;
+    n->last_sender_null = sender_pk == NULL;
+    if (sender_pk != NULL)
+        memcpy(n->last_sender, sender_pk, 32);
+    else
+        n->got_guest++;
+    snprintf(n->last_route, sizeof n->last_route, "%s", guest_route ? guest_route : "");
+    n->last_len = len;
+    memcpy(n->last_data, data, len < sizeof n->last_data ? len : sizeof n->last_data);
+    if (len >= 4) {
+        uint32_t seq;
+        memcpy(&seq, data, 4);
+        if (seq != n->next_seq)
+            n->out_of_order++;
+        n->next_seq = seq + 1;
+    }
+    if (n->echo_guests && guest_route != NULL &&
+        node_transport_reply_guest(n->tp, guest_route, data, len) != NX_OK)
+        n->echo_failed++;
+}
+
+static void node_start(struct tnode *n, bool guests, const struct node_transport_limits *lim,
+                       const char *endpoint)
+{
+    struct node_transport_config cfg = {
+        .loop = loop,
+        .ed25519_sk = n->sk,
+        .bind_endpoint = endpoint ? endpoint : "tcp://127.0.0.1:0",
+        .trust = node_trust_file_iface(n->trust),
+        .guests_allowed = guests,
+        .on_message = on_message,
+        .on_message_ctx = n,
+    };
+    if (lim != NULL)
+        cfg.limits = *lim;
+    else
+        cfg.limits = (struct node_transport_limits){
+            .reconnect_ivl_ms = 20, .reconnect_ivl_max_ms = 200, .linger_ms = 50};
+    assert_int_equal(node_transport_create(&n->tp, &cfg), NX_OK);
+    assert_true(node_transport_port(n->tp) > 0);
+}
+
+static void node_init(struct tnode *n, bool guests, const struct node_transport_limits *lim)
+{
+    memset(n, 0, sizeof *n);
+    crypto_sign_keypair(n->pk, n->sk);
+    assert_int_equal(node_trust_file_new(&n->trust), NX_OK);
+    node_start(n, guests, lim, NULL);
+}
+
+static void node_fini(struct tnode *n)
+{
+    node_transport_close(n->tp);
+    node_trust_file_free(n->trust);
+    sodium_memzero(n->sk, sizeof n->sk);
+}
+
+/* a trusts b and knows where it listens. */
+static void introduce(struct tnode *a, struct tnode *b)
+{
+    assert_int_equal(node_trust_file_add(a->trust, b->pk), NX_OK);
+    assert_int_equal(node_transport_peer_set(a->tp, b->pk, node_transport_endpoint(b->tp)), NX_OK);
+}
+
+static void timeout_cb(struct ev_loop *l, ev_timer *t, int revents)
+{
+    (void)l;
+    (void)revents;
+    *(bool *)t->data = true;
+}
+
+/* Runs the loop until *count >= want or timeout_ms passes; true when reached. */
+static bool run_until(const uint64_t *count, uint64_t want, double timeout_ms)
+{
+    bool timed_out = false;
+    ev_timer t;
+    ev_timer_init(&t, timeout_cb, timeout_ms / 1000.0, 0);
+    t.data = &timed_out;
+    ev_timer_start(loop, &t);
+    while (*count < want && !timed_out)
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &t);
+    return *count >= want;
+}
+
+static void run_for(double ms)
+{
+    uint64_t never = 0;
+    run_until(&never, 1, ms);
+}
+
+static void send_seq(struct tnode *from, const uint8_t *to_pk, uint32_t seq, size_t len)
+{
+    uint8_t buf[256] = {0};
+    memcpy(buf, &seq, sizeof seq);
+    assert_int_equal(node_transport_send(from->tp, to_pk, buf, len), NX_OK);
+}
+
+static void trusted_peers_exchange_messages_both_ways(void **state)
+{
+    (void)state;
+    struct tnode a, b;
+    node_init(&a, false, NULL);
+    node_init(&b, false, NULL);
+    introduce(&a, &b);
+    introduce(&b, &a);
+    assert_int_equal(node_transport_send(a.tp, b.pk, (const uint8_t *)"hello b", 7), NX_OK);
+    assert_int_equal(node_transport_send(b.tp, a.pk, (const uint8_t *)"hello a", 7), NX_OK);
+    assert_true(run_until(&b.got, 1, WAIT_MS));
+    assert_true(run_until(&a.got, 1, WAIT_MS));
+    assert_memory_equal(b.last_data, "hello b", 7);
+    assert_memory_equal(b.last_sender, a.pk, 32);
+    assert_memory_equal(a.last_data, "hello a", 7);
+    assert_memory_equal(a.last_sender, b.pk, 32);
+    assert_false(a.last_sender_null);
+    assert_string_equal(a.last_route, "");
+    struct node_transport_counters c;
+    node_transport_counters_get(a.tp, &c);
+    assert_int_equal(c.sent, 1);
+    assert_int_equal(c.received, 1);
+    assert_int_equal(c.accepted_handshake, 1);
+    assert_int_equal(c.refused_handshake, 0);
+    assert_int_equal(node_transport_connection_count(a.tp), 1);
+    node_fini(&a);
+    node_fini(&b);
+}
+
+static void burst_of_ten_thousand_each_way_all_arrive_in_order(void **state)
+{
+    (void)state;
+    struct node_transport_limits lim = {.peer_queue_msgs = 2 * BURST_MSGS, .linger_ms = 50};
+    struct tnode a, b;
+    node_init(&a, false, &lim);
+    node_init(&b, false, &lim);
+    introduce(&a, &b);
+    introduce(&b, &a);
+    for (uint32_t i = 0; i < BURST_MSGS; i++) {
+        send_seq(&a, b.pk, i, 64);
+        send_seq(&b, a.pk, i, 64);
+    }
+    assert_true(run_until(&b.got, BURST_MSGS, WAIT_MS));
+    assert_true(run_until(&a.got, BURST_MSGS, WAIT_MS));
+    assert_int_equal(a.got, BURST_MSGS);
+    assert_int_equal(b.got, BURST_MSGS);
+    assert_int_equal(a.out_of_order, 0);
+    assert_int_equal(b.out_of_order, 0);
+    node_fini(&a);
+    node_fini(&b);
+}
+
+/*
+ * A guest sends 10,000 messages and the host echoes each from inside its
+ * callback: both the host's ROUTER and the guest's DEALER send and receive at
+ * once, so a send that eats a read edge leaves messages unread unless the
+ * watch re-checks ZMQ_EVENTS after sends.
+ */
+static void guest_echo_burst_all_arrive(void **state)
+{
+    (void)state;
+    struct node_transport_limits lim = {.peer_queue_msgs = 2 * BURST_MSGS, .linger_ms = 50};
+    struct tnode host, guest;
+    node_init(&host, true, &lim);
+    node_init(&guest, false, &lim);
+    host.echo_guests = true;
+    introduce(&guest, &host); /* the host does not trust the guest */
+    for (uint32_t i = 0; i < BURST_MSGS; i++)
+        send_seq(&guest, host.pk, i, 32);
+    assert_true(run_until(&guest.got, BURST_MSGS, WAIT_MS));
+    assert_int_equal(host.got_guest, BURST_MSGS);
+    assert_int_equal(host.echo_failed, 0);
+    assert_int_equal(guest.out_of_order, 0);
+    assert_memory_equal(guest.last_sender, host.pk, 32);
+    node_fini(&host);
+    node_fini(&guest);
+}
+
+static void untrusted_peer_is_refused_at_the_handshake(void **state)
+{
+    (void)state;
+    struct tnode a, c;
+    node_init(&a, false, NULL);
+    node_init(&c, false, NULL);
+    introduce(&c, &a); /* c trusts a; a does not trust c */
+    for (uint32_t i = 0; i < 10; i++)
+        send_seq(&c, a.pk, i, 16);
+    struct node_transport_counters ca;
+    for (int i = 0; i < 200; i++) {
+        node_transport_counters_get(a.tp, &ca);
+        if (ca.refused_handshake > 0)
+            break;
+        run_for(10);
+    }
+    run_for(100); /* give a wrongly admitted message time to arrive */
+    node_transport_counters_get(a.tp, &ca);
+    assert_true(ca.refused_handshake > 0);
+    assert_int_equal(ca.accepted_handshake, 0);
+    assert_int_equal(ca.accepted_guest, 0);
+    assert_int_equal(a.got, 0);
+    node_fini(&a);
+    node_fini(&c);
+}
+
+static void guest_gets_null_sender_and_reply_reaches_it_then_admission_upgrades_it(void **state)
+{
+    (void)state;
+    struct tnode host, guest;
+    node_init(&host, true, NULL);
+    node_init(&guest, false, NULL);
+    introduce(&guest, &host);
+    send_seq(&guest, host.pk, 0, 8);
+    assert_true(run_until(&host.got, 1, WAIT_MS));
+    assert_true(host.last_sender_null);
+    assert_true(strlen(host.last_route) > 0);
+    char route[NODE_TRANSPORT_GUEST_ROUTE_MAX];
+    strcpy(route, host.last_route);
+    assert_int_equal(node_transport_reply_guest(host.tp, route, (const uint8_t *)"welcome", 7),
+                     NX_OK);
+    assert_true(run_until(&guest.got, 1, WAIT_MS));
+    assert_memory_equal(guest.last_data, "welcome", 7);
+    assert_memory_equal(guest.last_sender, host.pk, 32);
+
+    /* A route that names nobody is refused, not silently dropped. */
+    assert_int_equal(node_transport_reply_guest(host.tp, "00deadbeef", (const uint8_t *)"x", 1),
+                     NX_ERR_NOT_FOUND);
+    assert_int_equal(node_transport_reply_guest(host.tp, "zz", (const uint8_t *)"x", 1),
+                     NX_ERR_NOT_FOUND);
+
+    /* Admitted: the same connection now delivers the guest's key. */
+    assert_int_equal(node_trust_file_add(host.trust, guest.pk), NX_OK);
+    send_seq(&guest, host.pk, 1, 8);
+    assert_true(run_until(&host.got, 2, WAIT_MS));
+    assert_false(host.last_sender_null);
+    assert_memory_equal(host.last_sender, guest.pk, 32);
+
+    /* Guests switched off: a new unknown key is refused. */
+    node_transport_set_guests_allowed(host.tp, false);
+    struct tnode other;
+    node_init(&other, false, NULL);
+    introduce(&other, &host);
+    send_seq(&other, host.pk, 0, 8);
+    run_for(300);
+    struct node_transport_counters c;
+    node_transport_counters_get(host.tp, &c);
+    assert_int_equal(host.got, 2);
+    assert_true(c.refused_handshake > 0);
+    assert_int_equal(c.accepted_guest, 1);
+    node_fini(&other);
+    node_fini(&host);
+    node_fini(&guest);
+}
+
+static void revoked_key_is_dropped_from_the_next_message(void **state)
+{
+    (void)state;
+    struct tnode a, b;
+    node_init(&a, false, NULL);
+    node_init(&b, false, NULL);
+    introduce(&a, &b);
+    introduce(&b, &a);
+    send_seq(&a, b.pk, 0, 8);
+    assert_true(run_until(&b.got, 1, WAIT_MS));
+    assert_int_equal(node_trust_file_remove(b.trust, a.pk), NX_OK);
+    send_seq(&a, b.pk, 1, 8);
+    struct node_transport_counters c = {0};
+    for (int i = 0; i < 200 && c.dropped_untrusted == 0; i++) {
+        run_for(10);
+        node_transport_counters_get(b.tp, &c);
+    }
+    assert_int_equal(c.dropped_untrusted, 1);
+    assert_int_equal(b.got, 1);
+    node_fini(&a);
+    node_fini(&b);
+}
+
+/* A port nothing listens on: bind a transport, note its port, close it. */
+static void dead_endpoint(char *out, size_t out_len)
+{
+    struct tnode t;
+    node_init(&t, false, NULL);
+    snprintf(out, out_len, "%s", node_transport_endpoint(t.tp));
+    node_fini(&t);
+}
+
+static void unreachable_peer_fills_a_bounded_queue_then_drops_without_blocking(void **state)
+{
+    (void)state;
+    enum { QUEUE = 100, SENDS = 20000 };
+    struct node_transport_limits lim = {.peer_queue_msgs = QUEUE, .linger_ms = 10};
+    struct tnode a, ghost;
+    char endpoint[NODE_TRANSPORT_ENDPOINT_MAX];
+    dead_endpoint(endpoint, sizeof endpoint);
+    node_init(&a, false, &lim);
+    memset(&ghost, 0, sizeof ghost);
+    crypto_sign_keypair(ghost.pk, ghost.sk);
+    assert_int_equal(node_transport_peer_set(a.tp, ghost.pk, endpoint), NX_OK);
+    uint64_t start_us = nx_clock_mono_us();
+    int ok = 0, full = 0;
+    uint8_t msg[64] = {0};
+    for (int i = 0; i < SENDS; i++) {
+        int rc = node_transport_send(a.tp, ghost.pk, msg, sizeof msg);
+        if (rc == NX_OK)
+            ok++;
+        else if (rc == NX_ERR_FULL)
+            full++;
+        if (i % 1000 == 0)
+            ev_run(loop, EVRUN_NOWAIT);
+    }
+    uint64_t took_us = nx_clock_mono_us() - start_us;
+    struct node_transport_counters c;
+    node_transport_counters_get(a.tp, &c);
+    print_message("unreachable: %d queued, %d dropped, %.1f ms for %d sends\n", ok, full,
+                  took_us / 1000.0, SENDS);
+    assert_true(ok >= QUEUE && ok <= 2 * QUEUE);
+    assert_int_equal(ok + full, SENDS);
+    assert_int_equal(c.dropped_queue_full, (uint64_t)full);
+    assert_true(took_us < 2000000); /* never blocked */
+    node_fini(&a);
+}
+
+static void restarted_peer_on_the_same_port_is_reached_again(void **state)
+{
+    (void)state;
+    struct tnode a, b;
+    node_init(&a, false, NULL);
+    node_init(&b, false, NULL);
+    introduce(&a, &b);
+    introduce(&b, &a);
+    send_seq(&a, b.pk, 0, 8);
+    assert_true(run_until(&b.got, 1, WAIT_MS));
+
+    char endpoint[NODE_TRANSPORT_ENDPOINT_MAX];
+    snprintf(endpoint, sizeof endpoint, "%s", node_transport_endpoint(b.tp));
+    node_transport_close(b.tp);
+    b.tp = NULL;
+    run_for(50);
+    node_start(&b, false, NULL, endpoint); /* same key, same port, empty memory */
+    b.got = 0;
+    b.next_seq = 1;
+    /* Send until one arrives: messages written into the dead connection are lost. */
+    for (uint32_t i = 1; i < 200 && b.got == 0; i++) {
+        int rc = node_transport_send(a.tp, b.pk, (uint8_t[8]){(uint8_t)i}, 8);
+        assert_true(rc == NX_OK || rc == NX_ERR_FULL);
+        run_for(25);
+    }
+    assert_true(b.got > 0);
+    assert_memory_equal(b.last_sender, a.pk, 32);
+    node_fini(&a);
+    node_fini(&b);
+}
+
+static void oversize_message_is_refused_on_send_and_on_receive(void **state)
+{
+    (void)state;
+    struct node_transport_limits big = {.max_msg_bytes = 65536,
+                                        .reconnect_ivl_ms = 20,
+                                        .reconnect_ivl_max_ms = 100,
+                                        .linger_ms = 50};
+    struct node_transport_limits small = big;
+    small.max_msg_bytes = 1024;
+    struct tnode a, b;
+    node_init(&a, false, &big);
+    node_init(&b, false, &small);
+    introduce(&a, &b);
+    introduce(&b, &a);
+
+    static uint8_t buf[65537];
+    assert_int_equal(node_transport_send(a.tp, b.pk, buf, sizeof buf), NX_ERR_TOO_BIG);
+    struct node_transport_counters c;
+    node_transport_counters_get(a.tp, &c);
+    assert_int_equal(c.oversize, 1);
+    assert_int_equal(c.sent, 0);
+
+    /* Fits a's limit, not b's: b cuts the connection and never delivers it. */
+    memset(buf, 0xab, 2000);
+    assert_int_equal(node_transport_send(a.tp, b.pk, buf, 2000), NX_OK);
+    run_for(200);
+    assert_int_equal(b.got, 0);
+    /* The connection comes back for messages within the limit. */
+    for (uint32_t i = 0; i < 100 && b.got == 0; i++) {
+        int rc = node_transport_send(a.tp, b.pk, (const uint8_t *)"small", 5);
+        assert_true(rc == NX_OK || rc == NX_ERR_FULL);
+        run_for(20);
+    }
+    assert_true(b.got > 0);
+    assert_int_equal(b.last_len, 5);
+    node_fini(&a);
+    node_fini(&b);
+}
+
+static void connections_are_bounded_and_least_recently_used_is_closed(void **state)
+{
+    (void)state;
+    struct node_transport_limits lim = {.max_connections = 2, .linger_ms = 200};
+    struct tnode a, p[3];
+    node_init(&a, false, &lim);
+    for (int i = 0; i < 3; i++) {
+        node_init(&p[i], false, NULL);
+        introduce(&a, &p[i]);
+        introduce(&p[i], &a);
+    }
+    send_seq(&a, p[0].pk, 0, 8);
+    send_seq(&a, p[1].pk, 0, 8);
+    send_seq(&a, p[0].pk, 1, 8); /* p[1] is now the least recently used */
+    assert_int_equal(node_transport_connection_count(a.tp), 2);
+    send_seq(&a, p[2].pk, 0, 8);
+    assert_int_equal(node_transport_connection_count(a.tp), 2);
+    struct node_transport_counters c;
+    node_transport_counters_get(a.tp, &c);
+    assert_int_equal(c.connections_evicted, 1);
+    assert_int_equal(c.connections_opened, 3);
+    send_seq(&a, p[0].pk, 2, 8); /* still open: no new connection */
+    node_transport_counters_get(a.tp, &c);
+    assert_int_equal(c.connections_opened, 3);
+    send_seq(&a, p[1].pk, 1, 8); /* reopened, evicting p[2] */
+    node_transport_counters_get(a.tp, &c);
+    assert_int_equal(c.connections_opened, 4);
+    assert_int_equal(c.connections_evicted, 2);
+    assert_true(run_until(&p[0].got, 3, WAIT_MS));
+    assert_true(run_until(&p[2].got, 1, WAIT_MS));
+    assert_true(run_until(&p[1].got, 1, WAIT_MS)); /* at least the message after reopening */
+    for (int i = 0; i < 3; i++)
+        node_fini(&p[i]);
+    node_fini(&a);
+}
+
+static void peer_table_is_bounded_and_checks_input(void **state)
+{
+    (void)state;
+    struct node_transport_limits lim = {.max_peers = 4};
+    struct tnode a;
+    node_init(&a, false, &lim);
+    uint8_t pk[5][32], sk[64];
+    for (int i = 0; i < 5; i++)
+        crypto_sign_keypair(pk[i], sk);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(node_transport_peer_set(a.tp, pk[i], "tcp://127.0.0.1:1"), NX_OK);
+    assert_int_equal(node_transport_peer_set(a.tp, pk[4], "tcp://127.0.0.1:1"), NX_ERR_FULL);
+    assert_int_equal(node_transport_peer_set(a.tp, pk[0], "tcp://127.0.0.1:2"), NX_OK);
+    assert_int_equal(node_transport_peer_count(a.tp), 4);
+    assert_int_equal(node_transport_peer_remove(a.tp, pk[1]), NX_OK);
+    assert_int_equal(node_transport_peer_remove(a.tp, pk[1]), NX_ERR_NOT_FOUND);
+    assert_false(node_transport_peer_known(a.tp, pk[1]));
+    assert_true(node_transport_peer_known(a.tp, pk[0]));
+    assert_true(node_transport_peer_known(a.tp, pk[3]));
+    assert_int_equal(node_transport_peer_set(a.tp, pk[4], "tcp://127.0.0.1:1"), NX_OK);
+    assert_int_equal(node_transport_peer_set(a.tp, pk[1], "udp://x"), NX_ERR_INVAL);
+    assert_int_equal(node_transport_send(a.tp, pk[1], (const uint8_t *)"x", 1), NX_ERR_NOT_FOUND);
+    struct node_transport_counters c;
+    node_transport_counters_get(a.tp, &c);
+    assert_int_equal(c.unknown_peer, 1);
+    node_fini(&a);
+}
+
+static void curve_key_maps_back_to_its_ed25519_key(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 500; i++) {
+        uint8_t pk[32], sk[64], curve[32], cand[2][32];
+        crypto_sign_keypair(pk, sk);
+        assert_int_equal(crypto_sign_ed25519_pk_to_curve25519(curve, pk), 0);
+        assert_int_equal(node_transport_curve_to_ed25519(cand, curve), NX_OK);
+        assert_true(memcmp(cand[0], pk, 32) == 0 || memcmp(cand[1], pk, 32) == 0);
+        /* Both candidates map to the same curve key. */
+        uint8_t again[32];
+        assert_int_equal(crypto_sign_ed25519_pk_to_curve25519(again, cand[0]), 0);
+        assert_memory_equal(again, curve, 32);
+    }
+    uint8_t minus_one[32], cand[2][32];
+    memset(minus_one, 0xff, sizeof minus_one);
+    minus_one[0] = 0xec;
+    minus_one[31] = 0x7f; /* p - 1 */
+    assert_int_equal(node_transport_curve_to_ed25519(cand, minus_one), NX_ERR_INVAL);
+}
+
+int main(void)
+{
+    if (sodium_init() < 0)
+        return 1;
+    nx_log_set_level(NX_LOG_ERROR);
+    loop = ev_default_loop(0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(curve_key_maps_back_to_its_ed25519_key),
+        cmocka_unit_test(trusted_peers_exchange_messages_both_ways),
+        cmocka_unit_test(burst_of_ten_thousand_each_way_all_arrive_in_order),
+        cmocka_unit_test(guest_echo_burst_all_arrive),
+        cmocka_unit_test(untrusted_peer_is_refused_at_the_handshake),
+        cmocka_unit_test(guest_gets_null_sender_and_reply_reaches_it_then_admission_upgrades_it),
+        cmocka_unit_test(revoked_key_is_dropped_from_the_next_message),
+        cmocka_unit_test(unreachable_peer_fills_a_bounded_queue_then_drops_without_blocking),
+        cmocka_unit_test(restarted_peer_on_the_same_port_is_reached_again),
+        cmocka_unit_test(oversize_message_is_refused_on_send_and_on_receive),
+        cmocka_unit_test(connections_are_bounded_and_least_recently_used_is_closed),
+        cmocka_unit_test(peer_table_is_bounded_and_checks_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
