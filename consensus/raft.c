@@ -1112,6 +1112,16 @@ void raft_tick(struct raft *r)
 
 /* ---- host requests ------------------------------------------------------ */
 
+int raft_campaign(struct raft *r)
+{
+    NX_ASSERT(!r->in_ready);
+    if (!is_voter(r, r->id))
+        return NX_ERR_STATE;
+    if (r->role != RAFT_LEADER)
+        campaign(r, r->cfg.pre_vote, false);
+    return NX_OK;
+}
+
 static int leader_append(struct raft *r, uint8_t type, const void *data, size_t len,
                          uint64_t *index_out)
 {

@@ -227,6 +227,8 @@ void raft_destroy(struct raft *r);
 
 /* One logical clock tick. */
 void raft_tick(struct raft *r);
+/* Starts an election now (a pre-vote first when enabled). NX_ERR_STATE if not a voter. */
+int raft_campaign(struct raft *r) NX_MUST_USE;
 /* Feeds one message (borrowed). Messages for another node or malformed are dropped. */
 int raft_step(struct raft *r, const struct raft_msg *m) NX_MUST_USE;
 /*
@@ -316,5 +318,24 @@ const struct raft_conf *raft_current_conf(const struct raft *r);
 /* Leader only: replication progress of node id. NX_ERR_NOT_LEADER, NX_ERR_NOT_FOUND. */
 int raft_progress(const struct raft *r, uint64_t id, struct raft_progress *out) NX_MUST_USE;
 const char *raft_role_name(enum raft_role role);
+
+/* ---- in-memory durable storage (tests and the simulator) ----------------
+ *
+ * Models a node's disk: what raft_mem_persist() wrote survives a crash, the
+ * core's memory does not. The RocksDB store follows the same rules.
+ */
+struct raft_mem;
+
+/* New empty storage; bootstrap (borrowed, may be NULL) is the initial members. */
+int raft_mem_create(const struct raft_conf *bootstrap, struct raft_mem **out) NX_MUST_USE;
+void raft_mem_destroy(struct raft_mem *m);
+/* Step 1 of the Ready contract: snapshot, entries, hard state, as one write. */
+int raft_mem_persist(struct raft_mem *m, const struct raft_ready *rd) NX_MUST_USE;
+/* Stores a host-made snapshot (after raft_compact) and drops entries <= index. */
+int raft_mem_compact(struct raft_mem *m, uint64_t index, const void *data, size_t len) NX_MUST_USE;
+/* A view of the stored state for raft_create; borrowed until the next raft_mem_ call. */
+void raft_mem_boot(const struct raft_mem *m, struct raft_boot *out);
+/* Stored entries after the snapshot (for checks). */
+uint64_t raft_mem_last_index(const struct raft_mem *m);
 
 #endif

@@ -1,0 +1,444 @@
+/*
+ * Scenario tests of the Raft core (consensus/raft.h): elections, PreVote,
+ * CheckQuorum, log back-off, the Figure 8 commit rule, ReadIndex, leader
+ * transfer, snapshots, learners, membership changes and the message codec.
+ * Each test builds a small cluster with harness.h and drives it by hand.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+
+#include "tests/unit/consensus/harness.h"
+
+/* Replaces node id's durable state with the given log (terms) and term, then restarts it. */
+static void set_log(struct h_net *net, uint64_t id, const uint64_t *terms, size_t n, uint64_t term,
+                    uint64_t commit)
+{
+    struct h_node *nd = h_node(net, id);
+    if (nd->up)
+        h_crash(net, id);
+    struct raft_entry es[64];
+    for (size_t i = 0; i < n; i++)
+        es[i] = (struct raft_entry){terms[i], i + 1, RAFT_ENTRY_NORMAL, 1, (const uint8_t *)"x"};
+    struct raft_ready rd = {0};
+    rd.entries = es;
+    rd.n_entries = n;
+    rd.has_hard_state = true;
+    rd.hard_state = (struct raft_hard_state){term, 0, commit};
+    assert_int_equal(raft_mem_persist(nd->mem, &rd), NX_OK);
+    h_start(net, id);
+    nd->last_applied = 0;
+}
+
+static void single_node_elects_itself_and_commits(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 1, 0, true, true);
+    h_tick(&net, 25);
+    assert_int_equal(h_leader(&net), 1);
+    assert_int_equal(h_propose(&net, 1, "a"), NX_OK);
+    assert_int_equal(raft_commit_index(h_node(&net, 1)->r), 2); /* no-op + "a" */
+    assert_int_equal(h_node(&net, 1)->last_applied, 2);
+    h_free(&net);
+}
+
+static void three_nodes_elect_exactly_one_leader(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 0, true, true);
+    h_tick(&net, 50);
+    uint64_t lead = h_leader(&net);
+    assert_true(lead != 0);
+    int leaders = 0;
+    for (uint64_t id = 1; id <= 3; id++) {
+        leaders += raft_role(h_node(&net, id)->r) == RAFT_LEADER;
+        assert_int_equal(raft_leader(h_node(&net, id)->r), lead);
+    }
+    assert_int_equal(leaders, 1);
+    assert_int_equal(h_propose(&net, lead, "x"), NX_OK);
+    for (uint64_t id = 1; id <= 3; id++)
+        assert_int_equal(h_node(&net, id)->last_applied, 2);
+    h_free(&net);
+}
+
+static uint64_t partitioned_node_term_after(bool pre_vote)
+{
+    struct h_net net;
+    h_init(&net, 3, 0, pre_vote, true);
+    assert_int_equal(h_elect(&net, 1), 1);
+    uint64_t term = raft_term(h_node(&net, 1)->r);
+    h_isolate(&net, 3, true);
+    h_tick(&net, 100);
+    uint64_t t3 = raft_term(h_node(&net, 3)->r);
+    h_heal(&net);
+    h_tick(&net, 30);
+    uint64_t lead = h_leader(&net);
+    uint64_t after = raft_term(h_node(&net, lead)->r);
+    h_free(&net);
+    return (t3 - term) * 1000 + (after - term);
+}
+
+static void prevote_stops_partitioned_node_from_disrupting(void **state)
+{
+    (void)state;
+    /* With PreVote neither the isolated node's term nor the cluster's moves. */
+    assert_int_equal(partitioned_node_term_after(true), 0);
+    /* Without it the isolated node inflates its term (the test can fail). */
+    assert_true(partitioned_node_term_after(false) >= 1000);
+}
+
+static void check_quorum_makes_isolated_leader_step_down(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 0, true, true);
+    assert_int_equal(h_elect(&net, 1), 1);
+    h_isolate(&net, 1, true);
+    h_tick(&net, 30);
+    assert_int_not_equal(raft_role(h_node(&net, 1)->r), RAFT_LEADER);
+    uint64_t lead = h_leader(&net);
+    assert_true(lead == 2 || lead == 3);
+    h_free(&net);
+}
+
+static void log_mismatch_backs_off_by_term_in_few_round_trips(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 0, false, false);
+    uint64_t t1[1] = {1};
+    uint64_t t3[40];
+    uint64_t t2[40];
+    for (int i = 0; i < 40; i++) {
+        t2[i] = i == 0 ? 1 : 2;
+        t3[i] = i == 0 ? 1 : 3;
+    }
+    set_log(&net, 1, t3, 10, 3, 1); /* leader-to-be: short log of term 3 */
+    set_log(&net, 2, t1, 1, 3, 1);
+    set_log(&net, 3, t2, 40, 2, 1); /* long divergent tail of term 2 */
+    h_isolate(&net, 3, true);
+    assert_int_equal(h_elect(&net, 1), 1);
+    h_heal(&net);
+    net.rejects_seen = 0;
+    h_tick(&net, 5);
+    /* One rejection names term 2 from index 2; the leader has no term 2, so it jumps there. */
+    assert_true(net.rejects_seen <= 2);
+    uint64_t last = raft_last_index(h_node(&net, 1)->r);
+    assert_int_equal(raft_last_index(h_node(&net, 3)->r), last);
+    uint64_t term;
+    assert_true(raft_entry_term(h_node(&net, 3)->r, 5, &term));
+    assert_int_equal(term, 3);
+    h_free(&net);
+}
+
+/* Figure 8 (c): the term-4 leader sends S3 only its older entries. */
+static bool only_old_entries_to_3(struct raft_msg *m, void *arg)
+{
+    (void)arg;
+    if (m->type == RAFT_MSG_APPEND && m->to == 3) {
+        uint32_t k = 0;
+        while (k < m->n_entries && m->entries[k].term < 4)
+            k++;
+        m->n_entries = k;
+        if (m->commit > 1)
+            m->commit = 1;
+    }
+    return true;
+}
+
+static void figure8_leader_does_not_commit_old_term_entry_by_counting(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 5, 0, false, false);
+    const uint64_t s12[2] = {1, 2}, s34[1] = {1}, s5[2] = {1, 3};
+    set_log(&net, 1, s12, 2, 3, 1);
+    set_log(&net, 2, s12, 2, 3, 1);
+    set_log(&net, 3, s34, 1, 3, 1);
+    set_log(&net, 4, s34, 1, 3, 1);
+    set_log(&net, 5, s5, 2, 4, 1); /* S5 saw term 4 go by: its next campaign is for term 5 */
+    /* S1 wins term 4 with S2 and S3; S4 and S5 do not hear from it. */
+    h_isolate(&net, 4, true);
+    h_isolate(&net, 5, true);
+    net.mutate = only_old_entries_to_3;
+    assert_int_equal(h_elect(&net, 1), 1);
+    assert_int_equal(raft_term(h_node(&net, 1)->r), 4);
+    h_tick(&net, 3);
+    uint64_t term;
+    assert_true(raft_entry_term(h_node(&net, 3)->r, 2, &term));
+    assert_int_equal(term, 2); /* index 2 (term 2) is on S1, S2, S3: a majority */
+    /* ... yet it is not committed: it is not of the leader's term. */
+    assert_int_equal(raft_commit_index(h_node(&net, 1)->r), 1);
+    /* (d) S1 fails; S5 wins term 5 with S2, S3, S4 and overwrites index 2. */
+    net.mutate = NULL;
+    h_crash(&net, 1);
+    h_heal(&net);
+    assert_int_equal(h_elect(&net, 5), 5);
+    h_tick(&net, 5);
+    for (uint64_t id = 2; id <= 5; id++) {
+        assert_true(raft_entry_term(h_node(&net, id)->r, 2, &term));
+        assert_int_equal(term, 3);
+        assert_int_not_equal(h_node(&net, id)->applied_term[2], 2);
+    }
+    h_free(&net);
+}
+
+static void read_index_needs_a_quorum_round(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 0, true, true);
+    assert_int_equal(h_elect(&net, 1), 1);
+    assert_int_equal(h_propose(&net, 1, "v"), NX_OK);
+    assert_int_equal(raft_read_index(h_node(&net, 2)->r, 5), NX_ERR_NOT_LEADER);
+    h_isolate(&net, 1, true);
+    assert_int_equal(raft_read_index(h_node(&net, 1)->r, 7), NX_OK);
+    h_tick(&net, 3);
+    assert_int_equal(h_node(&net, 1)->n_reads, 0); /* no quorum: not served */
+    h_heal(&net);
+    assert_int_equal(raft_read_index(h_node(&net, 1)->r, 8), NX_OK);
+    h_settle(&net);
+    assert_int_equal(h_node(&net, 1)->n_reads, 2);
+    assert_int_equal(h_node(&net, 1)->reads[0].ctx, 7);
+    assert_int_equal(h_node(&net, 1)->reads[1].ctx, 8);
+    assert_int_equal(h_node(&net, 1)->reads[1].index, raft_commit_index(h_node(&net, 1)->r));
+    h_free(&net);
+}
+
+static void leader_transfer_hands_over_with_timeout_now(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 0, true, true);
+    assert_int_equal(h_elect(&net, 1), 1);
+    uint64_t term = raft_term(h_node(&net, 1)->r);
+    assert_int_equal(raft_transfer_leader(h_node(&net, 1)->r, 3), NX_OK);
+    h_settle(&net);
+    assert_int_equal(h_leader(&net), 3);
+    assert_int_equal(raft_term(h_node(&net, 3)->r), term + 1);
+    assert_int_equal(raft_transfer_leader(h_node(&net, 3)->r, 9), NX_ERR_INVAL);
+    h_free(&net);
+}
+
+static void lagging_follower_gets_snapshot_after_compaction(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 0, true, true);
+    assert_int_equal(h_elect(&net, 1), 1);
+    h_isolate(&net, 3, true);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(h_propose(&net, 1, "payload"), NX_OK);
+    struct h_node *l = h_node(&net, 1);
+    uint64_t applied = raft_applied_index(l->r);
+    assert_int_equal(applied, 21);
+    assert_int_equal(raft_compact(l->r, applied, "state", 5), NX_OK);
+    assert_int_equal(raft_mem_compact(l->mem, applied, "state", 5), NX_OK);
+    assert_int_equal(raft_first_index(l->r), 22);
+    h_heal(&net);
+    h_tick(&net, 5);
+    struct h_node *f = h_node(&net, 3);
+    assert_int_equal(f->snapshots_installed, 1);
+    assert_int_equal(raft_commit_index(f->r), 21);
+    assert_int_equal(f->last_applied, 21);
+    assert_int_equal(h_propose(&net, 1, "after"), NX_OK);
+    h_tick(&net, 2);
+    assert_int_equal(f->last_applied, 22);
+    /* A restart of the follower rebuilds from its stored snapshot and log. */
+    h_crash(&net, 3);
+    h_start(&net, 3);
+    assert_int_equal(raft_first_index(f->r), 22);
+    h_free(&net);
+}
+
+static void learner_catches_up_and_is_promoted(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 1, true, true);
+    assert_int_equal(h_elect(&net, 1), 1);
+    struct raft *l = h_node(&net, 1)->r;
+    assert_int_equal(raft_propose_conf_change(l, RAFT_CONF_ADD_LEARNER, 4, NULL), NX_OK);
+    assert_int_equal(raft_propose_conf_change(l, RAFT_CONF_ADD_VOTER, 5, NULL), NX_ERR_AGAIN);
+    h_settle(&net);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(h_propose(&net, 1, "e"), NX_OK);
+    h_tick(&net, 3);
+    struct raft_progress p;
+    assert_int_equal(raft_progress(l, 4, &p), NX_OK);
+    assert_int_equal(p.match, raft_last_index(l));
+    assert_true(raft_conf_is_learner(raft_current_conf(h_node(&net, 4)->r), 4));
+    /* A learner never campaigns. */
+    assert_int_equal(raft_campaign(h_node(&net, 4)->r), NX_ERR_STATE);
+    assert_int_equal(raft_propose_conf_change(l, RAFT_CONF_PROMOTE, 4, NULL), NX_OK);
+    h_tick(&net, 3);
+    const struct raft_conf *c = raft_current_conf(h_node(&net, 4)->r);
+    assert_int_equal(c->n_voters, 4);
+    assert_true(raft_conf_is_voter(c, 4));
+    /* With 4 voters, quorum is 3: two nodes down stop commits. */
+    h_isolate(&net, 2, true);
+    h_isolate(&net, 3, true);
+    uint64_t before = raft_commit_index(l);
+    assert_int_equal(h_propose(&net, 1, "stuck"), NX_OK);
+    assert_int_equal(raft_commit_index(l), before);
+    h_free(&net);
+}
+
+static void add_and_remove_servers_one_at_a_time(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 1, true, true);
+    assert_int_equal(h_elect(&net, 1), 1);
+    struct raft *l = h_node(&net, 1)->r;
+    assert_int_equal(raft_propose_conf_change(l, RAFT_CONF_ADD_VOTER, 4, NULL), NX_OK);
+    h_tick(&net, 3);
+    assert_int_equal(raft_current_conf(l)->n_voters, 4);
+    assert_int_equal(raft_propose_conf_change(l, RAFT_CONF_ADD_VOTER, 4, NULL), NX_ERR_EXISTS);
+    assert_int_equal(raft_propose_conf_change(l, RAFT_CONF_REMOVE, 3, NULL), NX_OK);
+    h_tick(&net, 3);
+    assert_int_equal(raft_current_conf(h_node(&net, 2)->r)->n_voters, 3);
+    assert_false(raft_conf_is_voter(raft_current_conf(h_node(&net, 4)->r), 3));
+    /* The leader removes itself: it steps down once the change commits. */
+    assert_int_equal(raft_propose_conf_change(l, RAFT_CONF_REMOVE, 1, NULL), NX_OK);
+    h_tick(&net, 3);
+    assert_int_not_equal(raft_role(l), RAFT_LEADER);
+    h_tick(&net, 60);
+    uint64_t lead = h_leader(&net);
+    assert_true(lead == 2 || lead == 4);
+    assert_int_equal(h_propose(&net, lead, "ok"), NX_OK);
+    assert_int_equal(h_node(&net, lead == 2 ? 4 : 2)->last_applied,
+                     raft_last_index(h_node(&net, lead)->r));
+    h_free(&net);
+}
+
+static void check_decode_rejects_damage(const struct raft_msg *m)
+{
+    uint8_t buf[4096];
+    long n = raft_msg_encode(m, buf, sizeof buf);
+    assert_true(n > 0);
+    struct raft_msg d;
+    assert_int_equal(raft_msg_decode(buf, (size_t)n, &d), NX_OK);
+    assert_int_equal(d.type, m->type);
+    assert_int_equal(d.term, m->term);
+    assert_int_equal(d.index, m->index);
+    assert_int_equal(d.n_entries, m->n_entries);
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        assert_int_equal(d.entries[i].len, m->entries[i].len);
+        assert_memory_equal(d.entries[i].data, m->entries[i].data, m->entries[i].len);
+    }
+    raft_msg_clear(&d);
+    for (long cut = 0; cut < n; cut++)
+        assert_int_equal(raft_msg_decode(buf, (size_t)cut, &d), NX_ERR_DECODE);
+    static const uint8_t flips[] = {0x01, 0x80, 0xFF, 0x5A};
+    for (long i = 0; i < n; i++) {
+        for (size_t f = 0; f < sizeof flips; f++) {
+            buf[i] ^= flips[f];
+            assert_int_equal(raft_msg_decode(buf, (size_t)n, &d), NX_ERR_DECODE);
+            buf[i] ^= flips[f];
+        }
+    }
+    uint8_t longer[4097];
+    memcpy(longer, buf, (size_t)n);
+    longer[n] = 0;
+    assert_int_equal(raft_msg_decode(longer, (size_t)n + 1, &d), NX_ERR_DECODE);
+}
+
+static void decoder_rejects_every_truncation_and_byte_flip(void **state)
+{
+    (void)state;
+    uint8_t conf_buf[64];
+    struct raft_conf c = {.n_voters = 2, .voters = {1, 2}, .n_learners = 1, .learners = {9}};
+    long cl = raft_conf_encode(&c, conf_buf, sizeof conf_buf);
+    assert_true(cl > 0);
+    struct raft_entry es[3] = {
+        {5, 11, RAFT_ENTRY_NORMAL, 3, (const uint8_t *)"abc"},
+        {5, 12, RAFT_ENTRY_CONF, (uint32_t)cl, conf_buf},
+        {6, 13, RAFT_ENTRY_NORMAL, 0, NULL},
+    };
+    struct raft_msg app = {.type = RAFT_MSG_APPEND,
+                           .from = 1,
+                           .to = 2,
+                           .term = 6,
+                           .log_term = 5,
+                           .index = 10,
+                           .commit = 9,
+                           .n_entries = 3,
+                           .entries = es};
+    check_decode_rejects_damage(&app);
+    struct raft_msg vote = {.type = RAFT_MSG_VOTE,
+                            .flags = RAFT_MSG_FLAG_TRANSFER,
+                            .from = 3,
+                            .to = 1,
+                            .term = 1ull << 40,
+                            .log_term = 7,
+                            .index = 300};
+    check_decode_rejects_damage(&vote);
+    struct raft_msg rej = {.type = RAFT_MSG_APPEND_RESP,
+                           .reject = true,
+                           .from = 2,
+                           .to = 1,
+                           .term = 4,
+                           .index = 77,
+                           .hint_index = 12,
+                           .hint_term = 3};
+    check_decode_rejects_damage(&rej);
+    struct raft_msg snap = {.type = RAFT_MSG_SNAPSHOT, .from = 1, .to = 3, .term = 9};
+    snap.snapshot = (struct raft_snapshot){100, 8, c, 4, (const uint8_t *)"data"};
+    check_decode_rejects_damage(&snap);
+    /* An invalid configuration inside an entry is refused even with a good checksum. */
+    struct raft_conf bad = {.n_voters = 2, .voters = {1, 1}};
+    assert_int_equal(raft_conf_encode(&bad, conf_buf, sizeof conf_buf), NX_ERR_INVAL);
+    uint8_t junk[16] = {0};
+    struct raft_msg d;
+    assert_int_equal(raft_msg_decode(junk, sizeof junk, &d), NX_ERR_DECODE);
+}
+
+static bool drop_append_resp(struct raft_msg *m, void *arg)
+{
+    (void)arg;
+    return m->type != RAFT_MSG_APPEND_RESP;
+}
+
+static void conf_change_waits_for_noop_of_the_term(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 1, true, true);
+    net.mutate = drop_append_resp;
+    assert_int_equal(h_elect(&net, 1), 1);
+    struct raft *l = h_node(&net, 1)->r;
+    /* The no-op of the new term is not committed: no membership change yet. */
+    assert_int_equal(raft_propose_conf_change(l, RAFT_CONF_ADD_LEARNER, 4, NULL), NX_ERR_AGAIN);
+    assert_int_equal(raft_read_index(l, 1), NX_ERR_AGAIN);
+    net.mutate = NULL;
+    h_tick(&net, 3);
+    assert_int_equal(raft_propose_conf_change(l, RAFT_CONF_ADD_LEARNER, 4, NULL), NX_OK);
+    assert_int_equal(raft_propose_conf_change(h_node(&net, 2)->r, RAFT_CONF_ADD_LEARNER, 4, NULL),
+                     NX_ERR_NOT_LEADER);
+    h_free(&net);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(single_node_elects_itself_and_commits),
+        cmocka_unit_test(three_nodes_elect_exactly_one_leader),
+        cmocka_unit_test(prevote_stops_partitioned_node_from_disrupting),
+        cmocka_unit_test(check_quorum_makes_isolated_leader_step_down),
+        cmocka_unit_test(log_mismatch_backs_off_by_term_in_few_round_trips),
+        cmocka_unit_test(figure8_leader_does_not_commit_old_term_entry_by_counting),
+        cmocka_unit_test(read_index_needs_a_quorum_round),
+        cmocka_unit_test(leader_transfer_hands_over_with_timeout_now),
+        cmocka_unit_test(lagging_follower_gets_snapshot_after_compaction),
+        cmocka_unit_test(learner_catches_up_and_is_promoted),
+        cmocka_unit_test(add_and_remove_servers_one_at_a_time),
+        cmocka_unit_test(decoder_rejects_every_truncation_and_byte_flip),
+        cmocka_unit_test(conf_change_waits_for_noop_of_the_term),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
