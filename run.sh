@@ -42,17 +42,22 @@ case "$cmd" in
     install_missing
     scons -Q -j"$jobs"
     scons -Q -j"$jobs" VARIANT=asan
-    echo "== release build: every test"
+    log=$(mktemp)
     rc=0
-    scons -Q test || rc=1
+    echo "== release build: every test"
+    scons -Q test 2>&1 | tee "$log" || rc=1
     echo "== asan build (ASan+UBSan): C unit and simulator tests"
-    ASAN_OPTIONS=detect_leaks=1 scons -Q VARIANT=asan test-unit || rc=1
+    NX_SIM_QUICK=1 ASAN_OPTIONS=detect_leaks=1 scons -Q VARIANT=asan test-unit 2>&1 | tee -a "$log" || rc=1
+    # One closing line for both runs.
+    awk '/^[0-9]+ passed, [0-9]+ failed/ {p += $1; f += $3; s += ($5 == "" ? 0 : $5)}
+         END {printf "total: %d passed, %d failed", p, f; if (s) printf ", %d skipped", s; print ""}' "$log"
+    rm -f "$log"
     exit $rc
     ;;
   demo)
     install_missing
     scons -Q -j"$jobs" build/release/nexus
-    exec scripts/demo.sh build/release/nexus
+    exec scripts/demo.sh build/release/nexus "${2:-}"
     ;;
   help | -h | --help)
     sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'

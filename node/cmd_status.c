@@ -1,0 +1,65 @@
+/* cmd_status.c - `nexus status`: one node's view of itself, from GET /v1/status. */
+#include <stdio.h>
+
+#include "client.h"
+#include "base/base.h"
+#include "commands.h"
+
+static const struct cli_opt status_opts[] = {CLI_CLIENT_OPTS};
+
+const struct cli_cmd cmd_status_spec = {"status", "", "show a node's id, cluster, uptime and peers",
+                                        status_opts, NX_ARRAY_LEN(status_opts)};
+
+static void print_status_text(json_t *st)
+{
+    printf("node id:    %s\n", json_string_value(json_object_get(st, "node_id")));
+    printf("cluster id: %s\n", json_string_value(json_object_get(st, "cluster_id")));
+    printf("version:    %s\n", json_string_value(json_object_get(st, "version")));
+    printf("uptime:     %llds\n", (long long)json_integer_value(json_object_get(st, "uptime_s")));
+    printf("peers:      %lld connected\n",
+           (long long)json_integer_value(json_object_get(st, "peer_count")));
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(st, "peers"), i, p)
+    {
+        char rtt[32] = "-";
+        json_t *rtt_us = json_object_get(p, "rtt_us");
+        if (json_is_integer(rtt_us))
+            snprintf(rtt, sizeof rtt, "%lldus", (long long)json_integer_value(rtt_us));
+        printf("  %.16s  %-21s %-9s rtt=%-9s pongs=%lld\n",
+               json_string_value(json_object_get(p, "id")),
+               json_string_value(json_object_get(p, "address")),
+               json_is_true(json_object_get(p, "connected")) ? "connected" : "unreached", rtt,
+               (long long)json_integer_value(json_object_get(p, "pongs")));
+    }
+}
+
+int cmd_status(int argc, char **argv)
+{
+    struct cli_values vals;
+    int rc = cli_parse(&cmd_status_spec, argc, argv, &vals);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP ? 0 : 2;
+    struct client c;
+    int exit_code = 1;
+    if (!client_init(&c, &cmd_status_spec, &vals))
+        goto out_vals;
+    json_t *reply;
+    long status = client_call(&c, "GET", "/v1/status", NULL, &reply);
+    if (status == 200) {
+        if (c.json) {
+            json_dumpf(reply, stdout, JSON_INDENT(2));
+            putchar('\n');
+        } else {
+            print_status_text(reply);
+        }
+        exit_code = 0;
+    } else if (status > 0) {
+        client_print_error(status, reply);
+    }
+    json_decref(reply);
+    client_free(&c);
+out_vals:
+    cli_values_free(&vals);
+    return exit_code;
+}

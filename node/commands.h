@@ -1,0 +1,19 @@
+/*
+ * commands.h - the `nexus` commands, one function each. main.c dispatches.
+ * Each takes argv with argv[0] the command word and returns the exit code:
+ * 0 success, 1 failure, 2 usage error.
+ */
+#ifndef NX_NODE_COMMANDS_H
+#define NX_NODE_COMMANDS_H
+
+#include "cli.h"
+
+int cmd_node(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+
+extern const struct cli_cmd cmd_node_spec;
+extern const struct cli_cmd cmd_init_spec;
+extern const struct cli_cmd cmd_status_spec;
+
+#endif

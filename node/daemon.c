@@ -1,0 +1,314 @@
+/*
+ * daemon.c - `nexus node`: the long-running process.
+ *
+ * Start-up order: configuration (defaults, then --config file, then flags,
+ * then validation), data directory, identity (node.key), operator token,
+ * cluster id, then the libev loop with the mesh (transport + envelopes) and
+ * the HTTP API. The effective configuration is logged once at start.
+ *
+ * The loop order, once consensus lands (see docs/ARCHITECTURE.md): for each
+ * ready batch from a core, persist (one synced write batch), then send, then
+ * apply, then advance. One loop thread owns all state; there are no locks.
+ */
+#include <errno.h>
+#include <ev.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "commands.h"
+#include "mesh.h"
+#include "node.h"
+
+#define DEFAULT_DATA_DIR "/var/lib/nexus"
+
+static const struct cli_opt node_opts[] = {
+    {"data-dir", "DIR", DEFAULT_DATA_DIR, "NEXUS_DATA_DIR", "where the node keeps its key and data",
+     false},
+    {"config", "FILE", NULL, NULL, "JSON file whose keys are these option names", false},
+    {"bind", "HOST:PORT", "127.0.0.1:7400", NULL, "address for node-to-node traffic", false},
+    {"api", "HOST:PORT", "127.0.0.1:7401", NULL, "address of the HTTP API", false},
+    {"bootstrap", NULL, NULL, NULL, "start a new cluster with this node as its first member",
+     false},
+    {"join", "HOST:PORT", NULL, NULL, "join the cluster of the member at this address", false},
+    {"token", "TOKEN", NULL, NULL, "join token (with --join)", false},
+    {"dev", NULL, NULL, NULL,
+     "single-node development mode: temporary data directory, prints the API address and token",
+     false},
+    {"peer", "ID@HOST:PORT", NULL, NULL, "a peer to ping (its node id and address)", true},
+    {"trust-file", "FILE", "DATA_DIR/trusted.keys", NULL,
+     "file of trusted node ids (hex public keys), one a line", false},
+    {"ping-interval-ms", "MS", "1000", NULL, "how often to ping each peer", false},
+    {"log-level", "LEVEL", "info", "NEXUS_LOG_LEVEL", "debug, info, warn or error", false},
+};
+
+const struct cli_cmd cmd_node_spec = {"node", "", "run a node (the daemon)", node_opts,
+                                      NX_ARRAY_LEN(node_opts)};
+
+struct node_config {
+    char data_dir[PATH_MAX];
+    char trust_file[PATH_MAX];
+    const char *bind;
+    const char *api;
+    const char *join;
+    const char *join_token;
+    const char *peers;
+    bool bootstrap;
+    bool dev;
+    uint32_t ping_interval_ms;
+};
+
+struct node_daemon {
+    struct ev_loop *loop;
+    struct node_config cfg;
+    struct node_identity id;
+    char *operator_token;
+    uint8_t cluster_id[NODE_CLUSTER_ID_BYTES];
+    char cluster_hex[2 * NODE_CLUSTER_ID_BYTES + 1];
+    uint64_t start_mono_ms;
+    struct api_server *api;
+    struct mesh *mesh;
+    ev_signal sig_int, sig_term;
+};
+
+/* ---- configuration ------------------------------------------------------ */
+
+static bool config_build(struct node_config *cfg, const struct cli_values *vals)
+{
+    const struct cli_cmd *spec = &cmd_node_spec;
+    memset(cfg, 0, sizeof *cfg);
+    const char *level = cli_get(spec, vals, "log-level");
+    int lv = nx_log_level_parse(level);
+    if (lv < 0) {
+        cli_error("node: --log-level must be debug, info, warn or error, not '%s'", level);
+        return false;
+    }
+    nx_log_set_level((enum nx_log_level)lv);
+    cfg->bind = cli_get(spec, vals, "bind");
+    cfg->api = cli_get(spec, vals, "api");
+    cfg->join = cli_get(spec, vals, "join");
+    cfg->join_token = cli_get(spec, vals, "token");
+    cfg->peers = cli_get(spec, vals, "peer");
+    cfg->bootstrap = cli_flag(spec, vals, "bootstrap");
+    cfg->dev = cli_flag(spec, vals, "dev");
+    unsigned long long interval = 1000;
+    if (!cli_get_u64(spec, vals, "ping-interval-ms", 3600000, &interval))
+        return false;
+    if (interval < 10) {
+        cli_error("node: --ping-interval-ms must be at least 10");
+        return false;
+    }
+    cfg->ping_interval_ms = (uint32_t)interval;
+
+    char host[NODE_ADDR_MAX];
+    uint16_t port;
+    if (node_addr_split(cfg->bind, host, sizeof host, &port) != NX_OK) {
+        cli_error("node: --bind must be HOST:PORT, not '%s'", cfg->bind);
+        return false;
+    }
+    if (node_addr_split(cfg->api, host, sizeof host, &port) != NX_OK) {
+        cli_error("node: --api must be HOST:PORT, not '%s'", cfg->api);
+        return false;
+    }
+    if (cfg->bootstrap && cfg->join) {
+        cli_error("node: --bootstrap and --join exclude each other");
+        return false;
+    }
+    if (cfg->join && !cfg->join_token) {
+        cli_error("node: --join needs --token (create one with 'nexus token create' on a member)");
+        return false;
+    }
+    if (cfg->join) {
+        cli_error("node: --join needs the replicated registry, which this build does not have "
+                  "yet; pin the cluster with 'nexus init --cluster-id' and use --peer");
+        return false;
+    }
+
+    if (cfg->dev) {
+        snprintf(cfg->data_dir, sizeof cfg->data_dir, "/tmp/nexus-dev-XXXXXX");
+        if (mkdtemp(cfg->data_dir) == NULL) {
+            cli_error("node: cannot create a temporary data directory: %s", strerror(errno));
+            return false;
+        }
+        cfg->bootstrap = true;
+    } else {
+        snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", cli_get(spec, vals, "data-dir"));
+    }
+    const char *trust = cli_get(spec, vals, "trust-file");
+    int n;
+    if (strcmp(trust, "DATA_DIR/trusted.keys") == 0)
+        n = snprintf(cfg->trust_file, sizeof cfg->trust_file, "%.*s/%s", PATH_MAX - 32,
+                     cfg->data_dir, NODE_TRUST_FILE);
+    else
+        n = snprintf(cfg->trust_file, sizeof cfg->trust_file, "%s", trust);
+    if (n < 0 || (size_t)n >= sizeof cfg->trust_file) {
+        cli_error("node: trust file path too long");
+        return false;
+    }
+    return true;
+}
+
+static void config_log(const struct node_config *cfg)
+{
+    NX_INFO("config",
+            "data_dir=%s bind=%s api=%s bootstrap=%d dev=%d trust_file=%s "
+            "ping_interval_ms=%u log_level=%d",
+            cfg->data_dir, cfg->bind, cfg->api, cfg->bootstrap, cfg->dev, cfg->trust_file,
+            cfg->ping_interval_ms, (int)nx_log_get_level());
+}
+
+/* ---- API handlers --------------------------------------------------------- */
+
+static enum api_result handle_health(void *ctx, struct api_request *req)
+{
+    (void)ctx;
+    api_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+    return API_DONE;
+}
+
+static enum api_result handle_status(void *ctx, struct api_request *req)
+{
+    struct node_daemon *d = ctx;
+    uint64_t now = nx_clock_mono_ms();
+    size_t connected = 0;
+    json_t *peers = mesh_peers_json(d->mesh, now, &connected);
+    api_reply_json(req, 200,
+                   json_pack("{s:s,s:s,s:I,s:s,s:I,s:o,s:o}", "node_id", d->id.id_hex, "cluster_id",
+                             d->cluster_hex, "uptime_s",
+                             (json_int_t)((now - d->start_mono_ms) / 1000), "version", NODE_VERSION,
+                             "peer_count", (json_int_t)connected, "peers", peers, "counters",
+                             mesh_counters_json(d->mesh)));
+    return API_DONE;
+}
+
+static const struct api_route routes[] = {
+    {"GET", "/v1/health", true, handle_health},
+    {"GET", "/v1/status", false, handle_status},
+};
+
+/* ---- life cycle ----------------------------------------------------------- */
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    NX_INFO("stopping", "signal=%d", w->signum);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static int load_state(struct node_daemon *d)
+{
+    char err[512];
+    bool created;
+    if (node_data_dir_prepare(d->cfg.data_dir, err, sizeof err) != NX_OK ||
+        node_identity_load_or_create(&d->id, d->cfg.data_dir, &created, err, sizeof err) != NX_OK) {
+        cli_error("%s", err);
+        return -1;
+    }
+    char short_id[17];
+    snprintf(short_id, sizeof short_id, "%.16s", d->id.id_hex);
+    nx_log_set_node(short_id);
+    printf("node id: %s\n", d->id.id_hex);
+    fflush(stdout);
+    NX_INFO("identity", "id=%s key=%s", d->id.id_hex, created ? "created" : "loaded");
+    if (node_operator_token_load_or_create(&d->operator_token, d->cfg.data_dir, err, sizeof err) !=
+        NX_OK) {
+        cli_error("%s", err);
+        return -1;
+    }
+    int rc =
+        node_cluster_id_load(d->cluster_id, d->cfg.data_dir, d->cfg.bootstrap, err, sizeof err);
+    if (rc == NX_ERR_NOT_FOUND) {
+        cli_error("node: %s belongs to no cluster yet: start with --bootstrap to create one, "
+                  "or --join HOST:PORT --token T to join one",
+                  d->cfg.data_dir);
+        return -1;
+    }
+    if (rc != NX_OK) {
+        cli_error("%s", err);
+        return -1;
+    }
+    nx_hex_encode(d->cluster_hex, d->cluster_id, NODE_CLUSTER_ID_BYTES);
+    return 0;
+}
+
+static int start_services(struct node_daemon *d)
+{
+    char err[512];
+    struct mesh_config mc = {d->cfg.bind, d->cfg.peers, d->cfg.trust_file, d->cfg.ping_interval_ms};
+    if (mesh_start(&d->mesh, d->loop, &d->id, d->cluster_id, &mc, err, sizeof err) != NX_OK) {
+        cli_error("%s", err);
+        return -1;
+    }
+    if (api_server_start(&d->api, d->loop, d->cfg.api, d->operator_token, routes,
+                         NX_ARRAY_LEN(routes), d, err, sizeof err) != NX_OK) {
+        cli_error("%s", err);
+        return -1;
+    }
+    NX_INFO("started", "cluster=%s bind=%s api=%s", d->cluster_hex, d->cfg.bind, d->cfg.api);
+    if (d->cfg.dev) {
+        printf("dev mode: data directory %s\n", d->cfg.data_dir);
+        printf("API:   http://%s\n", d->cfg.api);
+        printf("token: %s\n", d->operator_token);
+        printf("try:   nexus status --api %s --token %s\n", d->cfg.api, d->operator_token);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+static void daemon_close(struct node_daemon *d)
+{
+    api_server_stop(d->api);
+    mesh_stop(d->mesh);
+    node_secret_free(d->operator_token);
+    node_identity_free(&d->id);
+    if (d->loop)
+        ev_loop_destroy(d->loop);
+}
+
+int cmd_node(int argc, char **argv)
+{
+    struct cli_values vals;
+    int rc = cli_parse(&cmd_node_spec, argc, argv, &vals);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP ? 0 : 2;
+    struct node_daemon d = {0};
+    int exit_code = 2;
+    const char *config_file = cli_get(&cmd_node_spec, &vals, "config");
+    if (argc > vals.first_positional) {
+        cli_error("node: unexpected argument '%s'", argv[vals.first_positional]);
+        goto out;
+    }
+    if (config_file && !cli_apply_config_file(&cmd_node_spec, &vals, config_file))
+        goto out;
+    if (!config_build(&d.cfg, &vals))
+        goto out;
+    exit_code = 1;
+    signal(SIGPIPE, SIG_IGN);
+    d.start_mono_ms = nx_clock_mono_ms();
+    if (load_state(&d) != 0)
+        goto out_close;
+    config_log(&d.cfg);
+    d.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (d.loop == NULL) {
+        cli_error("node: cannot create the event loop");
+        goto out_close;
+    }
+    if (start_services(&d) != 0)
+        goto out_close;
+    ev_signal_init(&d.sig_int, on_signal, SIGINT);
+    ev_signal_init(&d.sig_term, on_signal, SIGTERM);
+    ev_signal_start(d.loop, &d.sig_int);
+    ev_signal_start(d.loop, &d.sig_term);
+    ev_run(d.loop, 0);
+    exit_code = 0;
+    NX_INFO("stopped", "%s", "");
+out_close:
+    daemon_close(&d);
+out:
+    cli_values_free(&vals);
+    return exit_code;
+}

@@ -1,0 +1,153 @@
+"""Helpers for multi-process tests: start real `nexus` nodes on loopback.
+
+Every node gets its own temporary data directory and free ports. Processes are
+killed when the test ends, even when it fails. Only 127.0.0.1 is ever used.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+NEXUS = os.environ.get('NEXUS_BIN') or os.path.join(
+    os.path.dirname(__file__), '..', '..', 'build', 'release', 'nexus')
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run(*args, env=None, timeout=30, check=False):
+    """Runs `nexus ARGS`; returns CompletedProcess with text stdout/stderr."""
+    full_env = dict(os.environ)
+    full_env.pop('NEXUS_API', None)
+    full_env.pop('NEXUS_TOKEN', None)
+    if env:
+        full_env.update(env)
+    return subprocess.run([NEXUS] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=timeout, env=full_env, check=check)
+
+
+def wait_for(predicate, timeout=15.0, interval=0.05, what='condition'):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (OSError, ValueError, KeyError, urllib.error.URLError):
+            pass
+        time.sleep(interval)
+    raise AssertionError('timed out after %.1fs waiting for %s (last: %r)' % (timeout, what, last))
+
+
+class Node:
+    """One `nexus node` process with its own data directory and ports."""
+
+    def __init__(self, workdir, name, cluster_id=None):
+        self.name = name
+        self.data_dir = os.path.join(workdir, name)
+        self.bind = '127.0.0.1:%d' % free_port()
+        self.api = '127.0.0.1:%d' % free_port()
+        self.proc = None
+        self.log_path = os.path.join(workdir, name + '.log')
+        args = ['init', '--data-dir', self.data_dir, '--json']
+        if cluster_id:
+            args += ['--cluster-id', cluster_id]
+        out = run(*args, check=True)
+        self.id = json.loads(out.stdout)['node_id']
+
+    @property
+    def token(self):
+        with open(os.path.join(self.data_dir, 'operator.token')) as f:
+            return f.read().strip()
+
+    def trust(self, *nodes):
+        with open(os.path.join(self.data_dir, 'trusted.keys'), 'w') as f:
+            for n in nodes:
+                f.write('%s  # %s\n' % (n.id, n.name))
+
+    def start(self, *extra, peers=()):
+        args = [NEXUS, 'node', '--data-dir', self.data_dir, '--bind', self.bind, '--api',
+                self.api, '--ping-interval-ms', '100'] + list(extra)
+        for p in peers:
+            args += ['--peer', '%s@%s' % (p.id, p.bind)]
+        if getattr(self, 'log', None):
+            self.log.close()
+        self.log = open(self.log_path, 'ab')
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.proc.poll() is not None or self.health(), what='%s health' % self.name)
+        if self.proc.poll() is not None:
+            raise AssertionError('%s exited with %d:\n%s' % (self.name, self.proc.returncode,
+                                                              self.read_log()))
+        return self
+
+    def read_log(self):
+        with open(self.log_path, errors='replace') as f:
+            return f.read()
+
+    def request(self, method, path, token='default', body=None):
+        req = urllib.request.Request('http://%s%s' % (self.api, path), method=method)
+        if token == 'default':
+            token = self.token
+        if token:
+            req.add_header('Authorization', 'Bearer ' + token)
+        data = json.dumps(body).encode() if body is not None else None
+        try:
+            with urllib.request.urlopen(req, data=data, timeout=10) as resp:
+                return resp.status, json.loads(resp.read() or b'null')
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b'null')
+
+    def health(self):
+        try:
+            return self.request('GET', '/v1/health', token=None)[0] == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def status(self):
+        code, body = self.request('GET', '/v1/status')
+        assert code == 200, (code, body)
+        return body
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        if getattr(self, 'log', None):
+            self.log.close()
+
+
+class Cluster:
+    """A context of nodes in one temporary directory, all stopped at exit."""
+
+    def __init__(self):
+        self.workdir = tempfile.mkdtemp(prefix='nexus-test-')
+        self.nodes = []
+
+    def node(self, name, cluster_id=None):
+        n = Node(self.workdir, name, cluster_id)
+        self.nodes.append(n)
+        return n
+
+    def close(self, keep_on_failure=False):
+        for n in self.nodes:
+            n.stop()
+        if not keep_on_failure:
+            shutil.rmtree(self.workdir, ignore_errors=True)
