@@ -409,6 +409,24 @@ static void non_canonical_encoding_is_rejected(void **state)
     free(env);
 }
 
+static void frame_of_unknown_fields_is_rejected_quickly(void **state)
+{
+    struct fixture *f = *state;
+    /* 2 million unknown fields: a decoder that keeps each one spends ~1 s on it */
+    size_t len = NCAP_MAX_ENVELOPE_BYTES;
+    uint8_t *buf = malloc(len);
+    for (size_t i = 0; i < len; i += 2) {
+        buf[i] = 15 << 3; /* field 15, varint */
+        buf[i + 1] = 1;
+    }
+    uint64_t t0 = nx_clock_mono_us();
+    assert_int_equal(open_rc(f, buf, len), NX_ERR_DECODE);
+    uint64_t took_us = nx_clock_mono_us() - t0;
+    if (took_us > 50000)
+        fail_msg("rejecting took %llu us", (unsigned long long)took_us);
+    free(buf);
+}
+
 static void oversize_is_rejected(void **state)
 {
     struct fixture *f = *state;
@@ -582,6 +600,7 @@ int main(void)
         T(truncated_envelope_is_rejected_at_every_length),
         T(random_garbage_is_rejected),
         T(non_canonical_encoding_is_rejected),
+        T(frame_of_unknown_fields_is_rejected_quickly),
         T(oversize_is_rejected),
         T(restarted_sender_is_accepted),
         T(untrusted_join_request_opens_as_guest_only_when_allowed),
