@@ -21,6 +21,7 @@
 
 #include "api.h"
 #include "commands.h"
+#include "gossip_host.h"
 #include "mesh.h"
 #include "node.h"
 
@@ -43,6 +44,12 @@ static const struct cli_opt node_opts[] = {
     {"trust-file", "FILE", "DATA_DIR/trusted.keys", NULL,
      "file of trusted node ids (hex public keys), one a line", false},
     {"ping-interval-ms", "MS", "1000", NULL, "how often to ping each peer", false},
+    {"gossip-interval-ms", "MS", "1000", NULL, "gossip protocol period (probe interval)", false},
+    {"advertise", "HOST:PORT", "the --bind address", NULL,
+     "address other members reach this node at", false},
+    {"label", "KEY=VALUE", NULL, NULL, "a label advertised to the mesh", true},
+    {"gpus", "N", "0", NULL, "GPUs to advertise (overrides detection)", false},
+    {"gpu-mem-mb", "MB", "0", NULL, "memory per advertised GPU", false},
     {"log-level", "LEVEL", "info", "NEXUS_LOG_LEVEL", "debug, info, warn or error", false},
 };
 
@@ -57,9 +64,14 @@ struct node_config {
     const char *join;
     const char *join_token;
     const char *peers;
+    const char *labels;
+    const char *advertise;
     bool bootstrap;
     bool dev;
     uint32_t ping_interval_ms;
+    uint32_t gossip_interval_ms;
+    int gpus;
+    uint64_t gpu_mem_bytes;
 };
 
 struct node_daemon {
@@ -72,7 +84,9 @@ struct node_daemon {
     uint64_t start_mono_ms;
     struct api_server *api;
     struct mesh *mesh;
+    struct gossip_host *gossip;
     ev_signal sig_int, sig_term;
+    ev_timer leave_timer;
 };
 
 /* ---- configuration ------------------------------------------------------ */
@@ -103,11 +117,31 @@ static bool config_build(struct node_config *cfg, const struct cli_values *vals)
         return false;
     }
     cfg->ping_interval_ms = (uint32_t)interval;
+    unsigned long long gossip_ms = 1000, gpus = 0, gpu_mem_mb = 0;
+    if (!cli_get_u64(spec, vals, "gossip-interval-ms", 600000, &gossip_ms) ||
+        !cli_get_u64(spec, vals, "gpus", 16, &gpus) ||
+        !cli_get_u64(spec, vals, "gpu-mem-mb", 1u << 24, &gpu_mem_mb))
+        return false;
+    if (gossip_ms < 20) {
+        cli_error("node: --gossip-interval-ms must be at least 20");
+        return false;
+    }
+    cfg->gossip_interval_ms = (uint32_t)gossip_ms;
+    cfg->gpus = (int)gpus;
+    cfg->gpu_mem_bytes = gpu_mem_mb << 20;
+    cfg->labels = cli_get(spec, vals, "label");
+    cfg->advertise = cli_get(spec, vals, "advertise");
+    if (strcmp(cfg->advertise, "the --bind address") == 0)
+        cfg->advertise = cfg->bind;
 
     char host[NODE_ADDR_MAX];
     uint16_t port;
     if (node_addr_split(cfg->bind, host, sizeof host, &port) != NX_OK) {
         cli_error("node: --bind must be HOST:PORT, not '%s'", cfg->bind);
+        return false;
+    }
+    if (node_addr_split(cfg->advertise, host, sizeof host, &port) != NX_OK || port == 0) {
+        cli_error("node: --advertise must be HOST:PORT, not '%s'", cfg->advertise);
         return false;
     }
     if (node_addr_split(cfg->api, host, sizeof host, &port) != NX_OK) {
@@ -185,9 +219,45 @@ static enum api_result handle_status(void *ctx, struct api_request *req)
     return API_DONE;
 }
 
+static enum api_result handle_members(void *ctx, struct api_request *req)
+{
+    struct node_daemon *d = ctx;
+    api_reply_json(req, 200,
+                   json_pack("{s:o,s:o}", "members", gossip_host_members_json(d->gossip), "gossip",
+                             gossip_host_counters_json(d->gossip)));
+    return API_DONE;
+}
+
+static void on_leave_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    NX_INFO("left", "%s", "");
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* POST /v1/leave: tell the mesh we leave, answer, then stop once the news is out. */
+static enum api_result handle_leave(void *ctx, struct api_request *req)
+{
+    struct node_daemon *d = ctx;
+    if (ev_is_active(&d->leave_timer)) {
+        api_reply_json(req, 202, json_pack("{s:s}", "status", "leaving"));
+        return API_DONE;
+    }
+    gossip_host_leave(d->gossip);
+    double grace_s = 3.0 * d->cfg.gossip_interval_ms / 1000.0;
+    ev_timer_init(&d->leave_timer, on_leave_timer, grace_s < 0.5 ? 0.5 : grace_s, 0.);
+    d->leave_timer.data = d;
+    ev_timer_start(d->loop, &d->leave_timer);
+    api_reply_json(req, 202, json_pack("{s:s,s:s}", "status", "leaving", "node_id", d->id.id_hex));
+    return API_DONE;
+}
+
 static const struct api_route routes[] = {
     {"GET", "/v1/health", true, handle_health},
     {"GET", "/v1/status", false, handle_status},
+    {"GET", "/v1/members", false, handle_members},
+    {"POST", "/v1/leave", false, handle_leave},
 };
 
 /* ---- life cycle ----------------------------------------------------------- */
@@ -243,6 +313,12 @@ static int start_services(struct node_daemon *d)
         cli_error("%s", err);
         return -1;
     }
+    struct gossip_host_config gc = {d->cfg.advertise,          d->cfg.peers, d->cfg.labels,
+                                    d->cfg.gossip_interval_ms, d->cfg.gpus,  d->cfg.gpu_mem_bytes};
+    if (gossip_host_start(&d->gossip, d->loop, d->mesh, &d->id, &gc, err, sizeof err) != NX_OK) {
+        cli_error("%s", err);
+        return -1;
+    }
     if (api_server_start(&d->api, d->loop, d->cfg.api, d->operator_token, routes,
                          NX_ARRAY_LEN(routes), d, err, sizeof err) != NX_OK) {
         cli_error("%s", err);
@@ -262,6 +338,7 @@ static int start_services(struct node_daemon *d)
 static void daemon_close(struct node_daemon *d)
 {
     api_server_stop(d->api);
+    gossip_host_stop(d->gossip);
     mesh_stop(d->mesh);
     node_secret_free(d->operator_token);
     node_identity_free(&d->id);

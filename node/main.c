@@ -23,6 +23,8 @@ static const struct command commands[] = {
     {"node", cmd_node, &cmd_node_spec, NULL},
     {"init", cmd_init, &cmd_init_spec, NULL},
     {"status", cmd_status, &cmd_status_spec, NULL},
+    {"members", cmd_members, &cmd_members_spec, NULL},
+    {"leave", cmd_leave, &cmd_leave_spec, NULL},
 };
 
 static void print_usage(FILE *out, bool full)

@@ -52,6 +52,12 @@ struct mesh {
     struct peer peers[NODE_MAX_STATIC_PEERS];
     size_t n_peers;
     ev_timer ping_timer;
+    struct {
+        uint32_t type;
+        mesh_handler_fn fn;
+        void *ctx;
+    } handlers[MESH_MAX_HANDLERS];
+    size_t n_handlers;
     uint64_t sender_mismatch, unexpected_type, send_failed, seal_failed;
 };
 
@@ -69,10 +75,23 @@ static bool trust_cb(void *ctx, const uint8_t pk[NCAP_KEY_BYTES])
     return node_trust_file_contains(m->trust, pk);
 }
 
-/* Seals body for `to` and queues it. Drops are counted, never waited on. */
-static int mesh_send(struct mesh *m, const uint8_t to[NODE_PK_BYTES], uint32_t type,
-                     const uint8_t *body, size_t len)
+static int set_transport_peer(struct mesh *m, const uint8_t pk[NODE_PK_BYTES], const char *addr)
 {
+    char endpoint[NODE_ADDR_MAX + 8];
+    snprintf(endpoint, sizeof endpoint, "tcp://%.*s", NODE_ADDR_MAX - 1, addr);
+    return node_transport_peer_set(m->tp, pk, endpoint);
+}
+
+int mesh_send(struct mesh *m, const uint8_t to[NODE_PK_BYTES], const char *addr, uint32_t type,
+              const uint8_t *body, size_t len)
+{
+    if (addr) {
+        int rc = set_transport_peer(m, to, addr);
+        if (rc != NX_OK) {
+            m->send_failed++;
+            return rc;
+        }
+    }
     struct ncap_header h;
     ncap_header_init(&h, m->cluster_id, m->id->pk, to, type, ncap_sender_next_seq(&m->seqs),
                      nx_clock_wall_ms());
@@ -88,6 +107,22 @@ static int mesh_send(struct mesh *m, const uint8_t to[NODE_PK_BYTES], uint32_t t
     if (rc != NX_OK)
         m->send_failed++;
     return rc;
+}
+
+int mesh_set_handler(struct mesh *m, uint32_t type, mesh_handler_fn fn, void *ctx)
+{
+    if (m->n_handlers == MESH_MAX_HANDLERS)
+        return NX_ERR_FULL;
+    m->handlers[m->n_handlers].type = type;
+    m->handlers[m->n_handlers].fn = fn;
+    m->handlers[m->n_handlers].ctx = ctx;
+    m->n_handlers++;
+    return NX_OK;
+}
+
+bool mesh_trusts(const struct mesh *m, const uint8_t pk[NODE_PK_BYTES])
+{
+    return node_trust_file_contains(m->trust, pk);
 }
 
 static void put_u64le(uint8_t *p, uint64_t v)
@@ -112,7 +147,7 @@ static void on_ping_timer(struct ev_loop *loop, ev_timer *w, int revents)
     uint8_t body[PING_BODY_BYTES];
     for (size_t i = 0; i < m->n_peers; i++) {
         put_u64le(body, nx_clock_mono_us());
-        if (mesh_send(m, m->peers[i].pk, NCAP_MSG_PING, body, sizeof body) == NX_OK)
+        if (mesh_send(m, m->peers[i].pk, NULL, NCAP_MSG_PING, body, sizeof body) == NX_OK)
             m->peers[i].pings_sent++;
     }
 }
@@ -154,12 +189,19 @@ static void on_message(void *ctx, const uint8_t *sender_pk, const char *guest_ro
     case NCAP_MSG_PING:
         if (p)
             p->pings_received++;
-        (void)mesh_send(m, msg.h.sender, NCAP_MSG_PONG, msg.body, msg.body_len);
+        if (mesh_send(m, msg.h.sender, NULL, NCAP_MSG_PONG, msg.body, msg.body_len) != NX_OK)
+            NX_DEBUG("pong_dropped", "peer=%.16s", p ? p->id_hex : "?");
         break;
     case NCAP_MSG_PONG:
         handle_pong(m, &msg);
         break;
     default:
+        for (size_t i = 0; i < m->n_handlers; i++) {
+            if (m->handlers[i].type == msg.h.type) {
+                m->handlers[i].fn(m->handlers[i].ctx, msg.h.sender, msg.body, msg.body_len);
+                goto out;
+            }
+        }
         m->unexpected_type++;
         break;
     }
@@ -206,9 +248,7 @@ static int add_peers(struct mesh *m, const char *list, char *err, size_t cap)
         int rc = peer_parse(p, s, len, err, cap);
         if (rc != NX_OK)
             return rc;
-        char endpoint[NODE_ADDR_MAX + 8];
-        snprintf(endpoint, sizeof endpoint, "tcp://%s", p->address);
-        rc = node_transport_peer_set(m->tp, p->pk, endpoint);
+        rc = set_transport_peer(m, p->pk, p->address);
         if (rc != NX_OK) {
             snprintf(err, cap, "cannot add peer %s: %s", p->address, nx_strerror(rc));
             return rc;

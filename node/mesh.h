@@ -33,6 +33,29 @@ int mesh_start(struct mesh **out, struct ev_loop *loop, const struct node_identi
                char *err, size_t cap) NX_MUST_USE;
 void mesh_stop(struct mesh *m);
 
+/*
+ * A handler for one envelope type. sender is the authenticated key (it signed
+ * the envelope and owns the connection); body is borrowed for the call.
+ */
+typedef void (*mesh_handler_fn)(void *ctx, const uint8_t sender[NODE_PK_BYTES], const uint8_t *body,
+                                size_t len);
+
+#define MESH_MAX_HANDLERS 16
+
+/* Routes envelopes of `type` (enum ncap_msg_type) to fn. NX_ERR_FULL past the limit. */
+int mesh_set_handler(struct mesh *m, uint32_t type, mesh_handler_fn fn, void *ctx) NX_MUST_USE;
+
+/*
+ * Seals body in an envelope of `type` addressed to `to` and queues it. When
+ * addr ("HOST:PORT") is given, the transport learns or updates the peer's
+ * address first. Never blocks: a full queue drops and counts.
+ */
+int mesh_send(struct mesh *m, const uint8_t to[NODE_PK_BYTES], const char *addr, uint32_t type,
+              const uint8_t *body, size_t len) NX_MUST_USE;
+
+/* Whether the trust set (file, later the registry) admits this key. */
+bool mesh_trusts(const struct mesh *m, const uint8_t pk[NODE_PK_BYTES]);
+
 /* JSON array of peers (id, address, connected, rtt_us, pongs); *connected counts live ones. */
 json_t *mesh_peers_json(const struct mesh *m, uint64_t now_ms, size_t *connected);
 /* JSON object of transport and envelope counters. */

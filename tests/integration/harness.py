@@ -77,7 +77,9 @@ class Node:
 
     def start(self, *extra, peers=()):
         args = [NEXUS, 'node', '--data-dir', self.data_dir, '--bind', self.bind, '--api',
-                self.api, '--ping-interval-ms', '100'] + list(extra)
+                self.api] + list(extra)
+        if '--ping-interval-ms' not in extra:
+            args += ['--ping-interval-ms', '100']
         for p in peers:
             args += ['--peer', '%s@%s' % (p.id, p.bind)]
         if getattr(self, 'log', None):

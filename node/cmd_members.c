@@ -1,0 +1,106 @@
+/* cmd_members.c - `nexus members` (GET /v1/members) and `nexus leave` (POST /v1/leave). */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "client.h"
+#include "commands.h"
+
+static const struct cli_opt client_opts[] = {CLI_CLIENT_OPTS};
+
+const struct cli_cmd cmd_members_spec = {
+    "members", "", "list the mesh's members: state, incarnation, resources, labels", client_opts,
+    NX_ARRAY_LEN(client_opts)};
+const struct cli_cmd cmd_leave_spec = {"leave", "",
+                                       "make the node leave the mesh gracefully and exit",
+                                       client_opts, NX_ARRAY_LEN(client_opts)};
+
+static void print_member(json_t *m)
+{
+    json_t *r = json_object_get(m, "resources");
+    char labels[256] = "";
+    const char *k;
+    json_t *v;
+    size_t used = 0;
+    json_object_foreach(json_object_get(m, "labels"), k, v)
+    {
+        int n = snprintf(labels + used, sizeof labels - used, "%s%s=%s", used ? "," : "", k,
+                         json_string_value(v));
+        if (n < 0 || (size_t)n >= sizeof labels - used)
+            break;
+        used += (size_t)n;
+    }
+    printf("%.16s  %-21s %-7s %-14lld %5lld/%-5lld %6lld/%-6lld %4lld  %-9s %s\n",
+           json_string_value(json_object_get(m, "id")),
+           json_string_value(json_object_get(m, "address")),
+           json_string_value(json_object_get(m, "state")),
+           (long long)json_integer_value(json_object_get(m, "incarnation")),
+           (long long)json_integer_value(json_object_get(r, "cpu_free_millicores")),
+           (long long)json_integer_value(json_object_get(r, "cpu_total_millicores")),
+           (long long)(json_integer_value(json_object_get(r, "mem_free_bytes")) >> 20),
+           (long long)(json_integer_value(json_object_get(r, "mem_total_bytes")) >> 20),
+           (long long)json_integer_value(json_object_get(r, "gpu_count")),
+           json_string_value(json_object_get(m, "raft_role")), used ? labels : "-");
+}
+
+/* Runs one client request and prints its JSON, or calls print_text. */
+static int client_command(const struct cli_cmd *spec, int argc, char **argv, const char *method,
+                          const char *path, void (*print_text)(json_t *))
+{
+    struct cli_values vals;
+    int rc = cli_parse(spec, argc, argv, &vals);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP ? 0 : 2;
+    int exit_code = 1;
+    struct client c;
+    if (argc > vals.first_positional) {
+        cli_error("%s: unexpected argument '%s'", spec->name, argv[vals.first_positional]);
+        exit_code = 2;
+        goto out_vals;
+    }
+    if (!client_init(&c, spec, &vals))
+        goto out_vals;
+    json_t *reply;
+    long status = client_call(&c, method, path, NULL, &reply);
+    if (status >= 200 && status < 300) {
+        if (c.json) {
+            json_dumpf(reply, stdout, JSON_INDENT(2));
+            putchar('\n');
+        } else {
+            print_text(reply);
+        }
+        exit_code = 0;
+    } else if (status > 0) {
+        client_print_error(status, reply);
+    }
+    json_decref(reply);
+    client_free(&c);
+out_vals:
+    cli_values_free(&vals);
+    return exit_code;
+}
+
+static void print_members(json_t *reply)
+{
+    printf("%-16s  %-21s %-7s %-14s %11s %13s %4s  %-9s %s\n", "ID", "ADDRESS", "STATE",
+           "INCARNATION", "CPU(m)", "MEM(MiB)", "GPUS", "RAFT", "LABELS");
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(reply, "members"), i, m) print_member(m);
+}
+
+static void print_left(json_t *reply)
+{
+    printf("node %.16s is leaving the mesh\n",
+           json_string_value(json_object_get(reply, "node_id")) ?: "");
+}
+
+int cmd_members(int argc, char **argv)
+{
+    return client_command(&cmd_members_spec, argc, argv, "GET", "/v1/members", print_members);
+}
+
+int cmd_leave(int argc, char **argv)
+{
+    return client_command(&cmd_leave_spec, argc, argv, "POST", "/v1/leave", print_left);
+}
