@@ -444,21 +444,29 @@ static void sort_queue(struct gossip_core *c)
 /*
  * Appends the update count and as many queued updates as fit in the budget,
  * fewest transmissions first; drops those sent retransmit_limit times.
+ * When the recipient `to` is a member we suspect, the suspicion goes first
+ * and always: the suspect learns of it at the first contact and can refute
+ * at once, instead of waiting for the broadcast to reach it by chance.
  */
-static void put_piggyback(struct gossip_core *c, struct gw_writer *w)
+static void put_piggyback(struct gossip_core *c, struct gw_writer *w, uint32_t to)
 {
     size_t count_at = w->len;
-    gw_put_u16(w, 0);
-    if (c->bq_n == 0)
-        return;
-    if (c->bq_n > 1)
-        sort_queue(c);
     size_t budget = c->cfg.max_piggyback_bytes;
     uint32_t limit = retransmit_limit(c), sent = 0, keep = 0;
+    gw_put_u16(w, 0);
+    if (to < c->n && c->m[to].state == GOSSIP_SUSPECT && member_wire_size(c, to) <= budget) {
+        put_member(c, w, to, c->m[to].from);
+        budget -= member_wire_size(c, to);
+        sent++;
+    }
+    if (c->bq_n > 1)
+        sort_queue(c);
     for (uint32_t i = 0; i < c->bq_n; i++) {
         uint32_t idx = c->bq[i];
         struct member *m = &c->m[idx];
         size_t sz = member_wire_size(c, idx);
+        if (idx == to && sent > 0 && c->m[to].state == GOSSIP_SUSPECT)
+            sz = SIZE_MAX; /* already carried above */
         if (sz <= budget && sz <= w->cap - w->len && sent < UINT16_MAX) {
             put_member(c, w, idx, m->from);
             budget -= sz;
@@ -489,7 +497,7 @@ static void send_small(struct gossip_core *c, uint32_t to_idx, const uint8_t *to
         gw_put_u8(&w, (uint8_t)n);
         gw_put_bytes(&w, target_addr, n);
     }
-    put_piggyback(c, &w);
+    put_piggyback(c, &w, to_idx != NO_INDEX ? to_idx : find(c, to_id));
     if (to_idx != NO_INDEX)
         send_to_member(c, to_idx, &w);
     else
@@ -513,7 +521,7 @@ static void send_state(struct gossip_core *c, const uint8_t *to_id, const char *
         uint32_t idx = 1 + (start + i) % others;
         if (member_wire_size(c, idx) > w.cap - w.len)
             break;
-        put_member(c, &w, idx, 0);
+        put_member(c, &w, idx, c->m[idx].from);
         count++;
     }
     c->push_pull_offset = start + i;
@@ -537,8 +545,11 @@ static void set_state(struct gossip_core *c, uint64_t now, uint32_t idx, uint8_t
 static void refute(struct gossip_core *c, uint64_t now, uint64_t claimed)
 {
     struct member *self = &c->m[0];
-    if (claimed < self->incarnation)
-        return; /* about an older life of ours */
+    if (claimed < self->incarnation) {
+        /* the sender still believes an old claim: spread our alive anew */
+        enqueue(c, 0, 0);
+        return;
+    }
     self->incarnation = claimed + 1;
     enqueue(c, 0, 0);
     c->ctr.refutations++;
@@ -597,6 +608,23 @@ static bool add_tag(struct member *m, const uint8_t *from)
     return true;
 }
 
+/*
+ * Makes member idx our next probe target without skipping anyone else in
+ * this round: a suspicion we hold is then checked, and carried to the
+ * suspect in our ping, within one period instead of a whole round.
+ */
+static void probe_next(struct gossip_core *c, uint32_t idx)
+{
+    uint32_t p = 0;
+    while (p < c->probe_n && c->probe_list[p] != idx)
+        p++;
+    if (p == c->probe_n)
+        return;
+    uint32_t q = p >= c->probe_pos ? c->probe_pos : --c->probe_pos;
+    c->probe_list[p] = c->probe_list[q];
+    c->probe_list[q] = idx;
+}
+
 static void on_suspect(struct gossip_core *c, uint64_t now, const uint8_t *id, uint64_t inc,
                        const uint8_t *from)
 {
@@ -628,6 +656,7 @@ static void on_suspect(struct gossip_core *c, uint64_t now, const uint8_t *id, u
         c->ctr.suspicions_raised++;
     else
         c->ctr.suspicions_learned++;
+    probe_next(c, idx);
     emit(c, now, GOSSIP_EV_SUSPECT, idx);
     enqueue(c, idx, from_idx);
 }
@@ -788,8 +817,10 @@ static void finish_probe(struct gossip_core *c, uint64_t now)
     else
         adjust_health(c, 1);
     struct member *m = &c->m[p->target];
-    if (is_live(m->state))
-        on_suspect(c, now, m->id, m->incarnation, c->m[0].id);
+    if (!is_live(m->state))
+        return;
+    /* our next probe goes to the suspect again, carrying the suspicion */
+    on_suspect(c, now, m->id, m->incarnation, c->m[0].id);
 }
 
 static void start_probe(struct gossip_core *c, uint64_t now)
