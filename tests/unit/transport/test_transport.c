@@ -9,14 +9,17 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <ev.h>
+#include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 #include "base/base.h"
 #include "node/transport.h"
 #include "node/trust.h"
+#include "node/zmq_watch.h"
 
 #define BURST_MSGS 10000
 #define WAIT_MS 20000
@@ -173,10 +176,10 @@ static void trusted_peers_exchange_messages_both_ways(void **state)
     node_fini(&b);
 }
 
-static void burst_of_ten_thousand_each_way_all_arrive_in_order(void **state)
+static void burst_each_way(uint32_t recv_batch)
 {
-    (void)state;
-    struct node_transport_limits lim = {.peer_queue_msgs = 2 * BURST_MSGS, .linger_ms = 50};
+    struct node_transport_limits lim = {
+        .peer_queue_msgs = 2 * BURST_MSGS, .recv_batch = recv_batch, .linger_ms = 50};
     struct tnode a, b;
     node_init(&a, false, &lim);
     node_init(&b, false, &lim);
@@ -194,6 +197,19 @@ static void burst_of_ten_thousand_each_way_all_arrive_in_order(void **state)
     assert_int_equal(b.out_of_order, 0);
     node_fini(&a);
     node_fini(&b);
+}
+
+static void burst_of_ten_thousand_each_way_all_arrive_in_order(void **state)
+{
+    (void)state;
+    burst_each_way(0);
+}
+
+/* One message per read: only the watch's re-check and idle keep reading. */
+static void burst_read_one_message_at_a_time_still_drains(void **state)
+{
+    (void)state;
+    burst_each_way(1);
 }
 
 /*
@@ -520,25 +536,180 @@ static void curve_key_maps_back_to_its_ed25519_key(void **state)
     assert_int_equal(node_transport_curve_to_ed25519(cand, minus_one), NX_ERR_INVAL);
 }
 
+/* ---- zmq_watch on raw sockets ------------------------------------------------ */
+
+/*
+ * Both ends send from an ev_idle driver (outside their readers) while
+ * messages stream the other way. zmq_send processes the socket's pending
+ * commands now and then, which can eat the ZMQ_FD edge of a message that has
+ * just arrived; without the re-check after sends that message, and everything
+ * behind it, stays unread and the exchange stalls.
+ */
+struct raw_end {
+    void *sock;
+    struct zmq_watch watch;
+    uint64_t got;
+    uint64_t sent;
+    uint64_t to_send;
+    bool router;
+    uint8_t peer_id[16];
+    size_t peer_id_len;
+};
+
+static void raw_readable(struct zmq_watch *w)
+{
+    struct raw_end *e = w->ctx;
+    for (int n = 0; n < 64; n++) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, w->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        if (e->router && zmq_msg_more(&m)) { /* routing id frame */
+            e->peer_id_len = zmq_msg_size(&m) < sizeof e->peer_id ? zmq_msg_size(&m) : 0;
+            memcpy(e->peer_id, zmq_msg_data(&m), e->peer_id_len);
+            zmq_msg_close(&m);
+            zmq_msg_init(&m);
+            assert_true(zmq_msg_recv(&m, w->sock, ZMQ_DONTWAIT) >= 0);
+        }
+        e->got++;
+        zmq_msg_close(&m);
+    }
+}
+
+static bool raw_send_one(struct raw_end *e)
+{
+    uint8_t payload[32] = {0};
+    if (e->router) {
+        if (e->peer_id_len == 0)
+            return false; /* the router learns the dealer's id from its first message */
+        if (zmq_send(e->sock, e->peer_id, e->peer_id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+            return false;
+    }
+    if (zmq_send(e->sock, payload, sizeof payload, ZMQ_DONTWAIT) < 0)
+        return false;
+    zmq_watch_after_send(&e->watch);
+    e->sent++;
+    return true;
+}
+
+struct raw_driver {
+    struct raw_end *ends[2];
+    ev_idle idle;
+};
+
+/*
+ * Request/response, all sends from the idle driver: the dealer keeps at most
+ * 64 requests unanswered, the router answers each request it has read. Once
+ * either side misses a read edge, nobody sends again and the test times out.
+ */
+static void raw_drive(struct ev_loop *l, ev_idle *idle, int revents)
+{
+    (void)revents;
+    struct raw_driver *d = idle->data;
+    struct raw_end *router = d->ends[0], *dealer = d->ends[1];
+    while (dealer->sent < dealer->to_send && dealer->sent < dealer->got + 64 &&
+           raw_send_one(dealer))
+        ;
+    while (router->sent < router->got && raw_send_one(router))
+        ;
+    if (dealer->got >= dealer->to_send)
+        ev_idle_stop(l, idle);
+}
+
+static void raw_open(struct raw_end *e, void *zctx, int type)
+{
+    memset(e, 0, sizeof *e);
+    e->sock = zmq_socket(zctx, type);
+    assert_non_null(e->sock);
+    int zero = 0;
+    assert_int_equal(zmq_setsockopt(e->sock, ZMQ_LINGER, &zero, sizeof zero), 0);
+    e->router = type == ZMQ_ROUTER;
+    e->to_send = 2 * BURST_MSGS;
+}
+
+static void zmq_watch_survives_sends_outside_the_reader(void **state)
+{
+    (void)state;
+    void *zctx = zmq_ctx_new();
+    struct raw_end r, d;
+    raw_open(&r, zctx, ZMQ_ROUTER);
+    raw_open(&d, zctx, ZMQ_DEALER);
+    assert_int_equal(zmq_bind(r.sock, "tcp://127.0.0.1:*"), 0);
+    char ep[128];
+    size_t ep_len = sizeof ep;
+    assert_int_equal(zmq_getsockopt(r.sock, ZMQ_LAST_ENDPOINT, ep, &ep_len), 0);
+    assert_int_equal(zmq_connect(d.sock, ep), 0);
+    assert_int_equal(zmq_watch_start(&r.watch, loop, r.sock, raw_readable, &r), NX_OK);
+    assert_int_equal(zmq_watch_start(&d.watch, loop, d.sock, raw_readable, &d), NX_OK);
+    struct raw_driver drv = {.ends = {&r, &d}};
+    ev_idle_init(&drv.idle, raw_drive);
+    drv.idle.data = &drv;
+    ev_idle_start(loop, &drv.idle);
+    assert_true(run_until(&d.got, d.to_send, 10000));
+    assert_int_equal(r.got, d.to_send);
+    ev_idle_stop(loop, &drv.idle);
+    print_message("zmq_watch: %" PRIu64 " wakeups router, %" PRIu64 " dealer\n", r.watch.wakeups,
+                  d.watch.wakeups);
+    zmq_watch_stop(&r.watch);
+    zmq_watch_stop(&d.watch);
+    zmq_close(r.sock);
+    zmq_close(d.sock);
+    zmq_ctx_term(zctx);
+}
+
+/* A fresh loop per test: a failed test leaves watchers behind, and they must not reach the next. */
+static int loop_setup(void **state)
+{
+    (void)state;
+    loop = ev_loop_new(EVFLAG_AUTO);
+    return loop != NULL ? 0 : -1;
+}
+
+static int loop_teardown(void **state)
+{
+    (void)state;
+    ev_loop_destroy(loop);
+    loop = NULL;
+    return 0;
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
         return 1;
     nx_log_set_level(NX_LOG_ERROR);
-    loop = ev_default_loop(0);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(curve_key_maps_back_to_its_ed25519_key),
-        cmocka_unit_test(trusted_peers_exchange_messages_both_ways),
-        cmocka_unit_test(burst_of_ten_thousand_each_way_all_arrive_in_order),
-        cmocka_unit_test(guest_echo_burst_all_arrive),
-        cmocka_unit_test(untrusted_peer_is_refused_at_the_handshake),
-        cmocka_unit_test(guest_gets_null_sender_and_reply_reaches_it_then_admission_upgrades_it),
-        cmocka_unit_test(revoked_key_is_dropped_from_the_next_message),
-        cmocka_unit_test(unreachable_peer_fills_a_bounded_queue_then_drops_without_blocking),
-        cmocka_unit_test(restarted_peer_on_the_same_port_is_reached_again),
-        cmocka_unit_test(oversize_message_is_refused_on_send_and_on_receive),
-        cmocka_unit_test(connections_are_bounded_and_least_recently_used_is_closed),
-        cmocka_unit_test(peer_table_is_bounded_and_checks_input),
+        cmocka_unit_test_setup_teardown(curve_key_maps_back_to_its_ed25519_key, loop_setup,
+                                        loop_teardown),
+        cmocka_unit_test_setup_teardown(zmq_watch_survives_sends_outside_the_reader, loop_setup,
+                                        loop_teardown),
+        cmocka_unit_test_setup_teardown(trusted_peers_exchange_messages_both_ways, loop_setup,
+                                        loop_teardown),
+        cmocka_unit_test_setup_teardown(burst_of_ten_thousand_each_way_all_arrive_in_order,
+                                        loop_setup, loop_teardown),
+        cmocka_unit_test_setup_teardown(burst_read_one_message_at_a_time_still_drains, loop_setup,
+                                        loop_teardown),
+        cmocka_unit_test_setup_teardown(guest_echo_burst_all_arrive, loop_setup, loop_teardown),
+        cmocka_unit_test_setup_teardown(untrusted_peer_is_refused_at_the_handshake, loop_setup,
+                                        loop_teardown),
+        cmocka_unit_test_setup_teardown(
+            guest_gets_null_sender_and_reply_reaches_it_then_admission_upgrades_it, loop_setup,
+            loop_teardown),
+        cmocka_unit_test_setup_teardown(revoked_key_is_dropped_from_the_next_message, loop_setup,
+                                        loop_teardown),
+        cmocka_unit_test_setup_teardown(
+            unreachable_peer_fills_a_bounded_queue_then_drops_without_blocking, loop_setup,
+            loop_teardown),
+        cmocka_unit_test_setup_teardown(restarted_peer_on_the_same_port_is_reached_again,
+                                        loop_setup, loop_teardown),
+        cmocka_unit_test_setup_teardown(oversize_message_is_refused_on_send_and_on_receive,
+                                        loop_setup, loop_teardown),
+        cmocka_unit_test_setup_teardown(connections_are_bounded_and_least_recently_used_is_closed,
+                                        loop_setup, loop_teardown),
+        cmocka_unit_test_setup_teardown(peer_table_is_bounded_and_checks_input, loop_setup,
+                                        loop_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
