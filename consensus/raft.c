@@ -622,7 +622,7 @@ static bool send_append(struct raft *r, struct progress *p, bool send_if_empty)
     uint64_t bytes = 0;
     while (p->next + n <= last && n < RAFT_MAX_MSG_ENTRIES) {
         uint32_t len = entry(r, p->next + n)->len;
-        if (n > 0 && bytes + len > RAFT_MAX_APPEND_BYTES)
+        if (n > 0 && bytes + len > r->cfg.max_msg_bytes)
             break;
         bytes += len;
         n++;
@@ -1371,6 +1371,7 @@ void raft_config_default(struct raft_config *cfg, uint64_t id, uint64_t seed)
     cfg->max_inflight_msgs = 64;
     cfg->max_inflight_bytes = 8u << 20;
     cfg->max_entry_bytes = 1u << 20;
+    cfg->max_msg_bytes = 1u << 20;
     cfg->pre_vote = true;
     cfg->check_quorum = true;
     cfg->seed = seed;
@@ -1428,7 +1429,8 @@ int raft_create(const struct raft_config *cfg, const struct raft_boot *boot, str
         cfg->election_tick_max < cfg->election_tick_min || cfg->heartbeat_tick == 0 ||
         cfg->heartbeat_tick >= cfg->election_tick_min || cfg->max_inflight_msgs == 0 ||
         cfg->max_inflight_msgs > RAFT_MAX_INFLIGHT_MSGS_LIMIT || cfg->max_inflight_bytes == 0 ||
-        cfg->max_entry_bytes == 0 || cfg->max_entry_bytes > RAFT_MAX_ENTRY_BYTES_LIMIT)
+        cfg->max_entry_bytes == 0 || cfg->max_entry_bytes > RAFT_MAX_ENTRY_BYTES_LIMIT ||
+        cfg->max_msg_bytes == 0)
         return NX_ERR_INVAL;
     struct raft *r = calloc(1, sizeof *r);
     if (!r)

@@ -49,11 +49,10 @@
 #define RAFT_MAX_ENTRY_BYTES_LIMIT (4u << 20) /* hard cap on max_entry_bytes */
 #define RAFT_MAX_SNAPSHOT_BYTES (64u << 20)   /* snapshot data carried in a message */
 #define RAFT_MAX_MSG_BYTES (RAFT_MAX_SNAPSHOT_BYTES + 4096u) /* encoded message */
-#define RAFT_MAX_APPEND_BYTES (1u << 20)  /* soft cap on entry bytes per append */
-#define RAFT_MAX_INFLIGHT_MSGS_LIMIT 1024 /* hard cap on max_inflight_msgs */
-#define RAFT_MAX_PENDING_READS 1024       /* queued ReadIndex requests */
-#define RAFT_MAX_APPLY_BATCH 512          /* committed entries per ready */
-#define RAFT_MAX_MSGS 4096                /* queued outgoing messages */
+#define RAFT_MAX_INFLIGHT_MSGS_LIMIT 1024                    /* hard cap on max_inflight_msgs */
+#define RAFT_MAX_PENDING_READS 1024                          /* queued ReadIndex requests */
+#define RAFT_MAX_APPLY_BATCH 512                             /* committed entries per ready */
+#define RAFT_MAX_MSGS 4096                                   /* queued outgoing messages */
 
 /* ---- basic types -------------------------------------------------------- */
 
@@ -195,6 +194,7 @@ struct raft_config {
     uint32_t max_inflight_msgs;  /* appends in flight per follower */
     uint64_t max_inflight_bytes; /* entry bytes in flight per follower */
     uint32_t max_entry_bytes;    /* largest proposal accepted */
+    uint32_t max_msg_bytes;      /* entry bytes per append (at least one entry is sent) */
     bool pre_vote;
     bool check_quorum;
     uint64_t seed; /* seeds the core's PRNG (randomized timeouts) */

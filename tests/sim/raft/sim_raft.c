@@ -43,7 +43,7 @@
 #define SIM_CLIENTS 4
 #define SIM_TICK_MS 10
 #define SIM_MAX_QUEUE 50000
-#define SIM_SAFETY_MS 3000
+#define SIM_SAFETY_MS 10000
 #define SIM_LIVENESS_MS 8000
 #define SIM_OP_TIMEOUT_MS 700
 #define SIM_CMD_BYTES 18
@@ -876,6 +876,7 @@ static bool run_seed(uint64_t seed, bool trace_on, char *why, size_t why_len, st
         nd->cfg.check_quorum = check_quorum;
         nd->cfg.max_inflight_msgs = 1 + (uint32_t)rnd(s, 8);
         nd->cfg.max_inflight_bytes = 64 + rnd(s, 4096);
+        nd->cfg.max_msg_bytes = 1 + (uint32_t)rnd(s, 200); /* 1 to 11 commands per append */
         if (raft_mem_create(&boot, &nd->mem) != NX_OK)
             sim_fail(s, "storage");
         node_start(s, nd);
