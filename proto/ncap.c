@@ -8,7 +8,10 @@
  * like ours. To keep the wire bytes unique all the same, ncap_open accepts
  * only the canonical encoding: it re-encodes what it decoded and compares,
  * byte for byte, without allocating (cmp_buf below). So one content has one
- * byte string, and a flipped byte is always a rejection.
+ * byte string, and a flipped byte is always a rejection. The field walk
+ * before protobuf-c (fields_in_order) keeps decoding O(len) whatever the
+ * input, and the decoded body gets headroom in front of it (headroom_alloc)
+ * so the signed string is verified in place, without copying the body.
  *
  * ncap_open checks cheapest first and verifies the signature (about 50 µs)
  * last but one; only after the signature holds does it touch a replay
@@ -31,8 +34,6 @@ struct ncap_verifier {
     struct ncap_counters counters;
     struct replay_table members; /* trusted senders */
     struct replay_table guests;  /* untrusted JOIN_REQUEST senders */
-    uint8_t *scratch;            /* owned: the signed string being verified */
-    size_t scratch_cap;
 };
 
 /* Offsets of the signed string (docs/ncap.md, "The signed bytes"). */
@@ -99,11 +100,9 @@ uint64_t ncap_sender_next_seq(struct ncap_sender *s)
     return s->next_seq++;
 }
 
-size_t ncap_signed_bytes(const struct ncap_header *h, const uint8_t *body, size_t body_len,
-                         uint8_t *out, size_t cap)
+/* Writes the NCAP_SIGNED_HEADER_BYTES that precede the body in the signed string. */
+static void signed_header_write(const struct ncap_header *h, size_t body_len, uint8_t *out)
 {
-    if (body_len > NCAP_MAX_BODY_BYTES || cap < NCAP_SIGNED_HEADER_BYTES + body_len)
-        return 0;
     memcpy(out + OFF_DOMAIN, NCAP_SIGN_DOMAIN, NCAP_SIGN_DOMAIN_BYTES);
     put_le32(out + OFF_VERSION, h->version);
     memcpy(out + OFF_CLUSTER, h->cluster_id, NCAP_CLUSTER_ID_BYTES);
@@ -117,6 +116,14 @@ size_t ncap_signed_bytes(const struct ncap_header *h, const uint8_t *body, size_
     put_le64(out + OFF_SEQ, h->seq);
     put_le64(out + OFF_TIMESTAMP, h->timestamp_ms);
     put_le32(out + OFF_BODY_LEN, (uint32_t)body_len);
+}
+
+size_t ncap_signed_bytes(const struct ncap_header *h, const uint8_t *body, size_t body_len,
+                         uint8_t *out, size_t cap)
+{
+    if (body_len > NCAP_MAX_BODY_BYTES || cap < NCAP_SIGNED_HEADER_BYTES + body_len)
+        return 0;
+    signed_header_write(h, body_len, out);
     if (body_len)
         memcpy(out + OFF_BODY, body, body_len);
     return NCAP_SIGNED_HEADER_BYTES + body_len;
@@ -224,7 +231,6 @@ void ncap_verifier_free(struct ncap_verifier *v)
         return;
     replay_table_free(&v->members);
     replay_table_free(&v->guests);
-    free(v->scratch);
     free(v);
 }
 
@@ -233,16 +239,41 @@ const struct ncap_counters *ncap_verifier_counters(const struct ncap_verifier *v
     return &v->counters;
 }
 
+/*
+ * Decoding allocator: every block protobuf-c allocates (the Envelope and each
+ * bytes field) gets NCAP_SIGNED_HEADER_BYTES of headroom in front, so the
+ * signed string, header then body, is laid out in front of the decoded body
+ * without copying a possibly 4 MiB body again (verify_sig).
+ */
+static void *headroom_alloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    if (size > SIZE_MAX - NCAP_SIGNED_HEADER_BYTES)
+        return NULL;
+    uint8_t *p = malloc(NCAP_SIGNED_HEADER_BYTES + size);
+    return p ? p + NCAP_SIGNED_HEADER_BYTES : NULL;
+}
+
+static void headroom_free(void *ctx, void *p)
+{
+    (void)ctx;
+    if (p)
+        free((uint8_t *)p - NCAP_SIGNED_HEADER_BYTES);
+}
+
+static ProtobufCAllocator headroom = {.alloc = headroom_alloc, .free = headroom_free};
+
 void ncap_msg_free(struct ncap_msg *m)
 {
     if (!m)
         return;
     if (m->decoded_)
-        ncap__envelope__free_unpacked(m->decoded_, NULL);
+        ncap__envelope__free_unpacked(m->decoded_, &headroom);
     memset(m, 0, sizeof *m);
 }
 
 /* Where each rejection is counted, by -code; 0 (the offset of `accepted`): not counted. */
+static_assert(offsetof(struct ncap_counters, accepted) == 0, "0 means not counted");
 #define COUNTER(err, field) [-(err)] = offsetof(struct ncap_counters, field)
 static const size_t counter_at[NX_ERR__COUNT] = {
     COUNTER(NX_ERR_TOO_BIG, too_big),
@@ -271,22 +302,25 @@ struct cmp_buf {
     ProtobufCBuffer base; /* first: protobuf-c calls append with &base */
     const uint8_t *want;
     size_t want_len, pos;
+    const uint8_t *body; /* the decoded body: a copy of the input at this point */
     bool differs;
 };
 
 static void cmp_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
 {
     struct cmp_buf *c = (struct cmp_buf *)b;
-    if (c->differs || len > c->want_len - c->pos || memcmp(c->want + c->pos, data, len) != 0) {
-        c->differs = true;
-        return;
-    }
-    c->pos += len;
+    /* The body was copied out of the input at this very offset (all bytes
+     * before it matched, and it occurs once), so it need not be compared. */
+    bool same = !c->differs && len <= c->want_len - c->pos &&
+                ((data == c->body && len) || memcmp(c->want + c->pos, data, len) == 0);
+    c->differs = !same;
+    c->pos += same ? len : 0;
 }
 
 static bool is_canonical(const Ncap__Envelope *env, const uint8_t *bytes, size_t len)
 {
-    struct cmp_buf c = {.base = {.append = cmp_append}, .want = bytes, .want_len = len};
+    struct cmp_buf c = {
+        .base = {.append = cmp_append}, .want = bytes, .want_len = len, .body = env->body.data};
     ncap__envelope__pack_to_buffer(env, &c.base);
     return !c.differs && c.pos == len;
 }
@@ -374,20 +408,14 @@ static int check_time(const struct ncap_verifier *v, uint64_t ts_ms, uint64_t no
     return NX_OK;
 }
 
-static int verify_sig(struct ncap_verifier *v, const struct ncap_header *h,
-                      const Ncap__Envelope *env)
+/* Verifies in place: the signed header goes into the headroom before the body. */
+static int verify_sig(const struct ncap_header *h, const Ncap__Envelope *env)
 {
-    size_t need = NCAP_SIGNED_HEADER_BYTES + env->body.len;
-    if (need > v->scratch_cap) {
-        uint8_t *p = realloc(v->scratch, need);
-        if (!p)
-            return NX_ERR_NOMEM;
-        v->scratch = p;
-        v->scratch_cap = need;
-    }
-    size_t n = ncap_signed_bytes(h, env->body.data, env->body.len, v->scratch, v->scratch_cap);
-    NX_ASSERT(n == need);
-    if (crypto_sign_verify_detached(env->signature.data, v->scratch, n, h->sender) != 0)
+    uint8_t no_body[NCAP_SIGNED_HEADER_BYTES];
+    uint8_t *start = env->body.len ? env->body.data - NCAP_SIGNED_HEADER_BYTES : no_body;
+    signed_header_write(h, env->body.len, start);
+    if (crypto_sign_verify_detached(env->signature.data, start,
+                                    NCAP_SIGNED_HEADER_BYTES + env->body.len, h->sender) != 0)
         return NX_ERR_BAD_SIG;
     return NX_OK;
 }
@@ -405,7 +433,7 @@ int ncap_open(struct ncap_verifier *v, const uint8_t *bytes, size_t len, uint64_
         return reject(v, NX_ERR_TOO_BIG);
     if (!fields_in_order(bytes, len))
         return reject(v, NX_ERR_DECODE);
-    Ncap__Envelope *env = ncap__envelope__unpack(NULL, len, bytes);
+    Ncap__Envelope *env = ncap__envelope__unpack(&headroom, len, bytes);
     if (!env)
         return reject(v, NX_ERR_DECODE);
     rc = check_shape(env, bytes, len);
@@ -436,7 +464,7 @@ int ncap_open(struct ncap_verifier *v, const uint8_t *bytes, size_t len, uint64_
     rc = NX_ERR_REPLAY;
     if (!replay_would_accept(table, h.sender, h.seq, h.timestamp_ms))
         goto err_reject;
-    rc = verify_sig(v, &h, env);
+    rc = verify_sig(&h, env);
     if (rc)
         goto err_reject;
     replay_commit(table, h.sender, h.seq, h.timestamp_ms);
@@ -452,6 +480,6 @@ int ncap_open(struct ncap_verifier *v, const uint8_t *bytes, size_t len, uint64_
     return NX_OK;
 
 err_reject:
-    ncap__envelope__free_unpacked(env, NULL);
+    ncap__envelope__free_unpacked(env, &headroom);
     return reject(v, rc);
 }

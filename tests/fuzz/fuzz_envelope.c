@@ -10,7 +10,8 @@
  *          decoder (trust, time, replay, signature) without a seed corpus:
  *            [0] flags: bit0 signer is the untrusted key, bit1 broadcast,
  *                bit2 guest joins allowed, bit3 open a second time
- *            [1] type   [2..9] seq (LE)   [10..11] timestamp offset (int16, s)
+ *            [1] type   [2..9] seq (LE)   [10..11] timestamp offset in s
+ *                (int16 % 64: about half inside the window)
  *            [12] body length L, then L body bytes,
  *            then edits of 3 bytes: position (u16 LE, mod length), xor mask.
  *
@@ -130,7 +131,7 @@ static void sealed_mode(const uint8_t *data, size_t size)
     if (size < 13 || size < 13 + (size_t)data[12])
         return;
     uint8_t flags = data[0];
-    int16_t offset_s = (int16_t)(data[10] | data[11] << 8);
+    int16_t offset_s = (int16_t)(data[10] | data[11] << 8) % 64;
     struct ncap_header h;
     ncap_header_init(&h, k->cluster, (flags & 1) ? k->guest_pk : k->trusted_pk,
                      (flags & 2) ? NULL : k->self_pk, data[1], le64(data + 2),
