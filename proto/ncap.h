@@ -219,7 +219,8 @@ struct ncap_msg {
  * and only then records seq in the sender's replay window, so a forged
  * envelope can never move a window. On success fills *out (owned by the
  * caller, ncap_msg_free) and returns 0; on failure *out is zeroed and needs
- * no free. NX_ERR_NOMEM is possible too.
+ * no free. NULL arguments give NX_ERR_INVAL (not counted); protobuf-c cannot
+ * tell a failed allocation from bad bytes, so that is NX_ERR_DECODE too.
  */
 int ncap_open(struct ncap_verifier *v, const uint8_t *bytes, size_t len, uint64_t now_ms,
               struct ncap_msg *out) NX_MUST_USE;

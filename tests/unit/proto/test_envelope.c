@@ -191,6 +191,21 @@ static void seal_refuses_bad_arguments(void **state)
     assert_int_equal(ncap_seal(&h, NULL, 5, f->alice.sk, &env, &len), NX_ERR_INVAL);
 }
 
+static void verifier_refuses_bad_config(void **state)
+{
+    struct fixture *f = *state;
+    struct ncap_verifier *v = NULL;
+    struct ncap_verifier_config cfg = config_of(f);
+    cfg.max_senders = NCAP_MAX_SENDERS + 1;
+    assert_int_equal(ncap_verifier_new(&cfg, &v), NX_ERR_INVAL);
+    cfg = config_of(f);
+    cfg.is_trusted = NULL;
+    assert_int_equal(ncap_verifier_new(&cfg, &v), NX_ERR_INVAL);
+    assert_null(v);
+    struct ncap_msg m;
+    assert_int_equal(ncap_open(f->v, NULL, 5, NOW_MS, &m), NX_ERR_INVAL);
+}
+
 static void every_flipped_byte_is_rejected(void **state)
 {
     struct fixture *f = *state;
@@ -588,6 +603,7 @@ int main(void)
         T(seal_then_open_returns_every_field),
         T(broadcast_with_empty_body_opens),
         T(seal_refuses_bad_arguments),
+        T(verifier_refuses_bad_config),
         T(every_flipped_byte_is_rejected),
         T(replayed_envelope_is_rejected_and_counted),
         T(timestamps_outside_the_window_are_stale_or_future),
