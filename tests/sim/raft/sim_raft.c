@@ -69,9 +69,9 @@ struct node {
     uint64_t next_tick_ms;
     uint64_t stall_until_ms;
     uint64_t restart_at_ms;
+    uint64_t crash_at_ms; /* a crash planned soon after winning an election */
     uint64_t durable_term;
     uint64_t durable_vote;
-    bool leader_checked; /* leader completeness checked for this leadership */
     uint64_t leader_term;
 };
 
@@ -211,7 +211,7 @@ static void node_start(struct sim *s, struct node *nd)
     nd->applied = boot.snapshot.index;
     nd->next_tick_ms = s->now + 1 + rnd(s, SIM_TICK_MS);
     nd->stall_until_ms = 0;
-    nd->leader_checked = false;
+    nd->crash_at_ms = 0;
     nd->leader_term = 0;
 }
 
@@ -361,6 +361,9 @@ static void check_election_safety(struct sim *s)
         if (nd->leader_term != term) {
             nd->leader_term = term;
             check_leader_completeness(s, nd);
+            /* Fresh leaders that die with half-replicated entries make Figure 8 cases. */
+            if (s->faults && chance(s, 150))
+                nd->crash_at_ms = s->now + 1 + rnd(s, 40);
         }
     }
 }
@@ -715,6 +718,13 @@ static void step(struct sim *s, bool issue)
                 node_start(s, nd);
             }
             continue;
+        }
+        if (nd->crash_at_ms && s->now >= nd->crash_at_ms) {
+            nd->crash_at_ms = 0;
+            if (s->faults) {
+                node_crash(s, nd);
+                continue;
+            }
         }
         if (nd->stall_until_ms > s->now)
             continue;

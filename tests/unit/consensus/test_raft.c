@@ -423,6 +423,126 @@ static void conf_change_waits_for_noop_of_the_term(void **state)
     h_free(&net);
 }
 
+static void restart_keeps_term_and_vote(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 0, false, false);
+    h_isolate(&net, 3, true);
+    net.cut[1][2] = false;
+    net.cut[2][1] = false;
+    assert_int_equal(h_elect(&net, 1), 1); /* 2 voted for 1 in term 1 */
+    assert_int_equal(raft_vote(h_node(&net, 2)->r), 1);
+    h_crash(&net, 2);
+    h_start(&net, 2);
+    assert_int_equal(raft_term(h_node(&net, 2)->r), 1);
+    assert_int_equal(raft_vote(h_node(&net, 2)->r), 1);
+    /* 3 asks 2 for a vote in term 1: refused, 2 already voted in term 1 */
+    struct raft_msg m = {
+        .type = RAFT_MSG_VOTE, .from = 3, .to = 2, .term = 1, .index = 100, .log_term = 1};
+    assert_int_equal(raft_step(h_node(&net, 2)->r, &m), NX_OK);
+    assert_int_equal(raft_vote(h_node(&net, 2)->r), 1);
+    struct raft_ready rd;
+    raft_ready(h_node(&net, 2)->r, &rd);
+    bool refused = false;
+    for (size_t i = 0; i < rd.n_msgs; i++)
+        if (rd.msgs[i].type == RAFT_MSG_VOTE_RESP && rd.msgs[i].to == 3 && rd.msgs[i].reject)
+            refused = true;
+    raft_advance(h_node(&net, 2)->r, &rd);
+    assert_true(refused);
+    h_free(&net);
+}
+
+static bool drop_resp_from_2(struct raft_msg *m, void *arg)
+{
+    uint32_t *appends_to_2 = arg;
+    if (m->type == RAFT_MSG_APPEND && m->to == 2 && m->n_entries > 0)
+        (*appends_to_2)++;
+    return !(m->from == 2 && (m->type == RAFT_MSG_APPEND_RESP));
+}
+
+static void inflight_window_caps_unacknowledged_appends(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 0, true, false);
+    for (uint64_t id = 1; id <= 3; id++) {
+        struct h_node *nd = h_node(&net, id);
+        h_crash(&net, id);
+        nd->cfg.max_inflight_msgs = 4;
+        nd->cfg.max_msg_bytes = 1; /* one entry per append */
+        h_start(&net, id);
+    }
+    assert_int_equal(h_elect(&net, 1), 1);
+    h_tick(&net, 1);
+    uint32_t appends_to_2 = 0;
+    net.mutate = drop_resp_from_2;
+    net.mutate_arg = &appends_to_2;
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(h_propose(&net, 1, "e"), NX_OK);
+    struct raft_progress p;
+    assert_int_equal(raft_progress(h_node(&net, 1)->r, 2, &p), NX_OK);
+    assert_int_equal(p.inflight_msgs, 4);
+    assert_true(appends_to_2 <= 4);
+    /* node 3 acknowledges, so the entries commit anyway */
+    assert_int_equal(raft_commit_index(h_node(&net, 1)->r), raft_last_index(h_node(&net, 1)->r));
+    net.mutate = NULL;
+    h_tick(&net, 6);
+    assert_int_equal(h_node(&net, 2)->last_applied, raft_last_index(h_node(&net, 1)->r));
+    h_free(&net);
+}
+
+static void proposals_are_checked(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 1, 1, true, true);
+    static uint8_t big[(1u << 20) + 1];
+    assert_int_equal(raft_propose(h_node(&net, 2)->r, "x", 1, NULL), NX_ERR_NOT_LEADER);
+    assert_int_equal(h_elect(&net, 1), 1);
+    assert_int_equal(raft_propose(h_node(&net, 1)->r, big, sizeof big, NULL), NX_ERR_TOO_BIG);
+    /* a single voter confirms a read at once */
+    assert_int_equal(raft_read_index(h_node(&net, 1)->r, 42), NX_OK);
+    h_settle(&net);
+    assert_int_equal(h_node(&net, 1)->n_reads, 1);
+    assert_int_equal(h_node(&net, 1)->reads[0].ctx, 42);
+    assert_int_equal(raft_propose_conf_change(h_node(&net, 1)->r, RAFT_CONF_REMOVE, 1, NULL),
+                     NX_ERR_INVAL);
+    assert_int_equal(raft_propose_conf_change(h_node(&net, 1)->r, RAFT_CONF_PROMOTE, 2, NULL),
+                     NX_ERR_NOT_FOUND);
+    h_free(&net);
+}
+
+static void corrupt_storage_is_refused_at_start(void **state)
+{
+    (void)state;
+    struct raft_config cfg;
+    raft_config_default(&cfg, 1, 1);
+    struct raft_entry es[2] = {{2, 1, RAFT_ENTRY_NORMAL, 0, NULL},
+                               {1, 2, RAFT_ENTRY_NORMAL, 0, NULL}};
+    struct raft_boot boot = {.hard_state = {2, 0, 0}, .entries = es, .n_entries = 2};
+    struct raft *r;
+    assert_int_equal(raft_create(&cfg, &boot, &r), NX_ERR_CORRUPT); /* terms go down */
+    es[1].term = 2;
+    boot.hard_state.commit = 3;
+    assert_int_equal(raft_create(&cfg, &boot, &r), NX_ERR_CORRUPT); /* commit past the log */
+    boot.hard_state.commit = 2;
+    es[1].index = 5;
+    assert_int_equal(raft_create(&cfg, &boot, &r), NX_ERR_CORRUPT); /* a gap */
+    es[1].index = 2;
+    es[1].type = RAFT_ENTRY_CONF;
+    es[1].len = 3;
+    es[1].data = (const uint8_t *)"bad";
+    assert_int_equal(raft_create(&cfg, &boot, &r), NX_ERR_CORRUPT); /* unreadable config */
+    es[1].type = RAFT_ENTRY_NORMAL;
+    assert_int_equal(raft_create(&cfg, &boot, &r), NX_OK);
+    assert_int_equal(raft_last_index(r), 2);
+    assert_int_equal(raft_commit_index(r), 2);
+    raft_destroy(r);
+    cfg.heartbeat_tick = cfg.election_tick_min;
+    assert_int_equal(raft_create(&cfg, &boot, &r), NX_ERR_INVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -439,6 +559,10 @@ int main(void)
         cmocka_unit_test(add_and_remove_servers_one_at_a_time),
         cmocka_unit_test(decoder_rejects_every_truncation_and_byte_flip),
         cmocka_unit_test(conf_change_waits_for_noop_of_the_term),
+        cmocka_unit_test(restart_keeps_term_and_vote),
+        cmocka_unit_test(inflight_window_caps_unacknowledged_appends),
+        cmocka_unit_test(proposals_are_checked),
+        cmocka_unit_test(corrupt_storage_is_refused_at_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
