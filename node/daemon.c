@@ -24,6 +24,7 @@
 #include "gossip_host.h"
 #include "mesh.h"
 #include "node.h"
+#include "raft_host.h"
 
 #define DEFAULT_DATA_DIR "/var/lib/nexus"
 
@@ -51,6 +52,9 @@ static const struct cli_opt node_opts[] = {
     {"gpus", "N", "0", NULL, "GPUs to advertise (overrides detection)", false},
     {"gpu-mem-mb", "MB", "0", NULL, "memory per advertised GPU", false},
     {"log-level", "LEVEL", "info", "NEXUS_LOG_LEVEL", "debug, info, warn or error", false},
+    {"raft-tick-ms", "MS", "50", NULL,
+     "Raft tick; heartbeat is 1 tick, election timeout 6..12 ticks", false},
+    {"raft-snapshot-every", "N", "10000", NULL, "applied entries between Raft snapshots", false},
 };
 
 const struct cli_cmd cmd_node_spec = {"node", "", "run a node (the daemon)", node_opts,
@@ -72,6 +76,8 @@ struct node_config {
     uint32_t gossip_interval_ms;
     int gpus;
     uint64_t gpu_mem_bytes;
+    uint32_t raft_tick_ms;
+    uint64_t raft_snapshot_every;
 };
 
 struct node_daemon {
@@ -85,6 +91,7 @@ struct node_daemon {
     struct api_server *api;
     struct mesh *mesh;
     struct gossip_host *gossip;
+    struct raft_host *raft;
     ev_signal sig_int, sig_term;
     ev_timer leave_timer;
 };
@@ -127,6 +134,16 @@ static bool config_build(struct node_config *cfg, const struct cli_values *vals)
         return false;
     }
     cfg->gossip_interval_ms = (uint32_t)gossip_ms;
+    unsigned long long tick_ms = 50, snap_every = 10000;
+    if (!cli_get_u64(spec, vals, "raft-tick-ms", 10000, &tick_ms) ||
+        !cli_get_u64(spec, vals, "raft-snapshot-every", 1u << 30, &snap_every))
+        return false;
+    if (tick_ms < 5) {
+        cli_error("node: --raft-tick-ms must be at least 5");
+        return false;
+    }
+    cfg->raft_tick_ms = (uint32_t)tick_ms;
+    cfg->raft_snapshot_every = snap_every;
     cfg->gpus = (int)gpus;
     cfg->gpu_mem_bytes = gpu_mem_mb << 20;
     cfg->labels = cli_get(spec, vals, "label");
@@ -190,9 +207,10 @@ static void config_log(const struct node_config *cfg)
 {
     NX_INFO("config",
             "data_dir=%s bind=%s api=%s bootstrap=%d dev=%d trust_file=%s "
-            "ping_interval_ms=%u log_level=%d",
+            "ping_interval_ms=%u raft_tick_ms=%u raft_snapshot_every=%llu log_level=%d",
             cfg->data_dir, cfg->bind, cfg->api, cfg->bootstrap, cfg->dev, cfg->trust_file,
-            cfg->ping_interval_ms, (int)nx_log_get_level());
+            cfg->ping_interval_ms, cfg->raft_tick_ms, (unsigned long long)cfg->raft_snapshot_every,
+            (int)nx_log_get_level());
 }
 
 /* ---- API handlers --------------------------------------------------------- */
@@ -211,11 +229,11 @@ static enum api_result handle_status(void *ctx, struct api_request *req)
     size_t connected = 0;
     json_t *peers = mesh_peers_json(d->mesh, now, &connected);
     api_reply_json(req, 200,
-                   json_pack("{s:s,s:s,s:I,s:s,s:I,s:o,s:o}", "node_id", d->id.id_hex, "cluster_id",
-                             d->cluster_hex, "uptime_s",
+                   json_pack("{s:s,s:s,s:I,s:s,s:I,s:o,s:o,s:o}", "node_id", d->id.id_hex,
+                             "cluster_id", d->cluster_hex, "uptime_s",
                              (json_int_t)((now - d->start_mono_ms) / 1000), "version", NODE_VERSION,
                              "peer_count", (json_int_t)connected, "peers", peers, "counters",
-                             mesh_counters_json(d->mesh)));
+                             mesh_counters_json(d->mesh), "raft", raft_host_status_json(d->raft)));
     return API_DONE;
 }
 
@@ -253,11 +271,32 @@ static enum api_result handle_leave(void *ctx, struct api_request *req)
     return API_DONE;
 }
 
+/* Raft routes: the handlers take the raft host, not the daemon. */
+static enum api_result handle_kv(void *ctx, struct api_request *req)
+{
+    return raft_host_api_kv(((struct node_daemon *)ctx)->raft, req);
+}
+
+static enum api_result handle_member_add(void *ctx, struct api_request *req)
+{
+    return raft_host_api_member_add(((struct node_daemon *)ctx)->raft, req);
+}
+
+static enum api_result handle_member_remove(void *ctx, struct api_request *req)
+{
+    return raft_host_api_member_remove(((struct node_daemon *)ctx)->raft, req);
+}
+
 static const struct api_route routes[] = {
     {"GET", "/v1/health", true, handle_health},
     {"GET", "/v1/status", false, handle_status},
     {"GET", "/v1/members", false, handle_members},
     {"POST", "/v1/leave", false, handle_leave},
+    {"GET", "/v1/kv/*", false, handle_kv},
+    {"PUT", "/v1/kv/*", false, handle_kv},
+    {"DELETE", "/v1/kv/*", false, handle_kv},
+    {"POST", "/v1/raft/members", false, handle_member_add},
+    {"DELETE", "/v1/raft/members/*", false, handle_member_remove},
 };
 
 /* ---- life cycle ----------------------------------------------------------- */
@@ -319,6 +358,14 @@ static int start_services(struct node_daemon *d)
         cli_error("%s", err);
         return -1;
     }
+    struct raft_host_config rc = {d->cfg.data_dir, d->cfg.bootstrap, d->cfg.peers,
+                                  d->cfg.raft_tick_ms, d->cfg.raft_snapshot_every};
+    err[0] = '\0';
+    if (raft_host_start(&d->raft, d->loop, d->mesh, d->gossip, &d->id, &rc, err, sizeof err) !=
+        NX_OK) {
+        cli_error("%s", err);
+        return -1;
+    }
     if (api_server_start(&d->api, d->loop, d->cfg.api, d->operator_token, routes,
                          NX_ARRAY_LEN(routes), d, err, sizeof err) != NX_OK) {
         cli_error("%s", err);
@@ -338,6 +385,7 @@ static int start_services(struct node_daemon *d)
 static void daemon_close(struct node_daemon *d)
 {
     api_server_stop(d->api);
+    raft_host_stop(d->raft);
     gossip_host_stop(d->gossip);
     mesh_stop(d->mesh);
     node_secret_free(d->operator_token);

@@ -1,0 +1,898 @@
+/*
+ * raft_host.c - the Raft core on the node's libev loop, with RocksDB storage
+ * and the KV state machine.
+ *
+ * Inputs feed the core as they arrive (raft_step for a message, raft_propose
+ * for an API write, raft_read_index for an API read, raft_tick from a timer);
+ * nothing is written or sent from those callbacks. Once per loop iteration,
+ * just before libev blocks for I/O, an ev_prepare watcher drains the core's
+ * Ready exactly per the contract in consensus/raft.h:
+ *
+ *     1. persist: snapshot, entries, hard state as ONE synced WriteBatch;
+ *     2. send:    every message, as one NCAP_MSG_RAFT envelope each;
+ *     3. apply:   install the snapshot (one WriteBatch replacing the kv column
+ *                 family), apply committed entries (one WriteBatch with the
+ *                 applied index), answer the API requests they complete,
+ *                 queue the confirmed reads;
+ *     4. advance.
+ *
+ * This is group commit: every proposal and message that arrived while the
+ * previous synced write ran is handled in the next iteration's callbacks and
+ * rides on ONE next synced write (docs/raft-node.md).
+ *
+ * Ids: a node's Raft id is the first 8 bytes (little-endian) of its Ed25519
+ * public key; the host keeps id -> (key, address) from --peer options, from
+ * gossip members and from members added through the API.
+ *
+ * Write requests wait in a table keyed by the proposal's (index, term): when
+ * the entry at that index is applied, the request succeeds if the term
+ * matches and fails with 503 "not committed" otherwise (another leader's
+ * entry took the slot). A request that waits longer than
+ * RAFT_HOST_REQUEST_TIMEOUT_MS gets 503 "outcome unknown".
+ */
+#include <ev.h>
+#include <rocksdb/c.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consensus/raft.h"
+#include "kv.h"
+#include "proto/ncap.h"
+#include "raft_host.h"
+#include "raft_store.h"
+
+#define PEER_REFRESH_TICKS 20 /* gossip members are re-read this often */
+
+struct rh_peer {
+    uint64_t id;
+    uint8_t pk[NODE_PK_BYTES];
+    char hex[NODE_ID_HEX_LEN + 1];
+    char addr[NODE_ADDR_MAX];
+    bool addr_told; /* the transport was given addr */
+};
+
+enum pending_kind { PENDING_FREE = 0, PENDING_WRITE, PENDING_READ_INDEX, PENDING_READ_WAIT };
+
+struct pending {
+    enum pending_kind kind;
+    struct api_request *req; /* borrowed until we reply */
+    uint64_t index;          /* write: proposal index; read wait: read index */
+    uint64_t term;           /* write: proposal term */
+    uint64_t ctx;            /* read: ReadIndex request id */
+    uint8_t op;              /* write: enum kv_op */
+    uint64_t deadline_ms;
+    size_t klen;
+    char key[KV_MAX_KEY_BYTES + 1];
+};
+
+struct raft_host {
+    struct ev_loop *loop;
+    struct mesh *mesh;
+    struct gossip_host *gossip;
+    const struct node_identity *ident;
+    struct raft_host_config cfg;
+    struct raft_store *store;
+    struct raft *r;
+    uint64_t id;
+    struct rh_peer peers[RAFT_HOST_MAX_PEERS];
+    size_t n_peers;
+    ev_timer tick;
+    ev_prepare prepare;
+    uint64_t ticks;
+    uint64_t applied;
+    uint64_t snap_index;
+    struct raft_conf applied_conf;
+    enum raft_role role;
+    uint64_t next_read_ctx;
+    struct pending *pending; /* RAFT_HOST_MAX_PENDING slots */
+    size_t pending_hw;       /* slots [0, pending_hw) may be in use */
+    size_t n_pending;
+    uint8_t *sendbuf;
+    size_t sendbuf_cap;
+    bool failed;
+    /* counters */
+    uint64_t readies, msgs_sent, msgs_dropped, msgs_received, msgs_bad_sender, msgs_bad;
+    uint64_t proposals, applied_entries, bad_commands, snapshots_made, snapshots_installed;
+    uint64_t writes_ok, writes_lost, writes_timed_out;
+};
+
+/* ---- ids and peers -------------------------------------------------------- */
+
+uint64_t raft_host_id_of(const uint8_t pk[NODE_PK_BYTES])
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | pk[i];
+    return v ? v : 1;
+}
+
+static struct rh_peer *peer_by_id(struct raft_host *h, uint64_t id)
+{
+    for (size_t i = 0; i < h->n_peers; i++)
+        if (h->peers[i].id == id)
+            return &h->peers[i];
+    return NULL;
+}
+
+/* Adds or updates a peer; addr may be NULL (keeps the known one). */
+static struct rh_peer *peer_learn(struct raft_host *h, const uint8_t pk[NODE_PK_BYTES],
+                                  const char *addr)
+{
+    uint64_t id = raft_host_id_of(pk);
+    struct rh_peer *p = peer_by_id(h, id);
+    if (p && memcmp(p->pk, pk, NODE_PK_BYTES) != 0) {
+        NX_WARN("raft_id_collision", "id=%016llx", (unsigned long long)id);
+        return NULL;
+    }
+    if (p == NULL) {
+        if (h->n_peers == RAFT_HOST_MAX_PEERS)
+            return NULL;
+        p = &h->peers[h->n_peers++];
+        memset(p, 0, sizeof *p);
+        p->id = id;
+        memcpy(p->pk, pk, NODE_PK_BYTES);
+        nx_hex_encode(p->hex, pk, NODE_PK_BYTES);
+    }
+    if (addr && addr[0] && strcmp(addr, p->addr) != 0) {
+        snprintf(p->addr, sizeof p->addr, "%s", addr);
+        p->addr_told = false;
+    }
+    return p;
+}
+
+/* Parses '\n'-joined "HEXPK@HOST:PORT" entries into peers. */
+static int parse_peers(struct raft_host *h, const char *list, char *err, size_t cap)
+{
+    for (const char *s = list; s && *s;) {
+        const char *end = strchr(s, '\n');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        const char *at = memchr(s, '@', len);
+        uint8_t pk[NODE_PK_BYTES];
+        char hex[NODE_ID_HEX_LEN + 1], addr[NODE_ADDR_MAX];
+        if (at == NULL || at - s != NODE_ID_HEX_LEN || len - (size_t)(at - s) - 1 >= sizeof addr) {
+            snprintf(err, cap, "raft: bad --peer '%.*s'", (int)len, s);
+            return NX_ERR_INVAL;
+        }
+        memcpy(hex, s, NODE_ID_HEX_LEN);
+        hex[NODE_ID_HEX_LEN] = '\0';
+        memcpy(addr, at + 1, len - (size_t)(at - s) - 1);
+        addr[len - (size_t)(at - s) - 1] = '\0';
+        if (nx_hex_decode(pk, sizeof pk, hex) != NX_OK) {
+            snprintf(err, cap, "raft: bad node id in --peer '%.*s'", (int)len, s);
+            return NX_ERR_INVAL;
+        }
+        if (memcmp(pk, h->ident->pk, NODE_PK_BYTES) != 0 && peer_learn(h, pk, addr) == NULL) {
+            snprintf(err, cap, "raft: cannot add peer '%.*s'", (int)len, s);
+            return NX_ERR_FULL;
+        }
+        s = end ? end + 1 : s + len;
+    }
+    return NX_OK;
+}
+
+static void refresh_from_gossip(struct raft_host *h)
+{
+    if (h->gossip == NULL)
+        return;
+    json_t *members = gossip_host_members_json(h->gossip);
+    size_t i;
+    json_t *m;
+    json_array_foreach(members, i, m)
+    {
+        const char *hex = json_string_value(json_object_get(m, "id"));
+        const char *addr = json_string_value(json_object_get(m, "address"));
+        uint8_t pk[NODE_PK_BYTES];
+        if (hex == NULL || addr == NULL || strlen(hex) != NODE_ID_HEX_LEN ||
+            nx_hex_decode(pk, sizeof pk, hex) != NX_OK ||
+            memcmp(pk, h->ident->pk, NODE_PK_BYTES) == 0)
+            continue;
+        (void)peer_learn(h, pk, addr);
+    }
+    json_decref(members);
+}
+
+/* Hex node id (public key) of a Raft id when known, else the id as 16 hex digits. */
+static json_t *id_json(const struct raft_host *h, uint64_t id)
+{
+    if (id == 0)
+        return json_string("");
+    if (id == h->id)
+        return json_string(h->ident->id_hex);
+    for (size_t i = 0; i < h->n_peers; i++)
+        if (h->peers[i].id == id)
+            return json_string(h->peers[i].hex);
+    char buf[17];
+    snprintf(buf, sizeof buf, "%016llx", (unsigned long long)id);
+    return json_string(buf);
+}
+
+/* ---- pending API requests ------------------------------------------------- */
+
+static struct pending *pending_add(struct raft_host *h, enum pending_kind kind,
+                                   struct api_request *req, const char *key, size_t klen)
+{
+    if (h->n_pending == RAFT_HOST_MAX_PENDING)
+        return NULL;
+    size_t i = 0;
+    while (h->pending[i].kind != PENDING_FREE)
+        i++;
+    struct pending *p = &h->pending[i];
+    memset(p, 0, offsetof(struct pending, key));
+    p->kind = kind;
+    p->req = req;
+    p->klen = klen;
+    memcpy(p->key, key, klen);
+    p->key[klen] = '\0';
+    p->deadline_ms = nx_clock_mono_ms() + RAFT_HOST_REQUEST_TIMEOUT_MS;
+    if (i + 1 > h->pending_hw)
+        h->pending_hw = i + 1;
+    h->n_pending++;
+    return p;
+}
+
+static void pending_free(struct raft_host *h, struct pending *p)
+{
+    p->kind = PENDING_FREE;
+    p->req = NULL;
+    h->n_pending--;
+    while (h->pending_hw > 0 && h->pending[h->pending_hw - 1].kind == PENDING_FREE)
+        h->pending_hw--;
+}
+
+static void reply_not_leader(struct raft_host *h, struct api_request *req)
+{
+    uint64_t leader = raft_leader(h->r);
+    struct rh_peer *p = peer_by_id(h, leader);
+    api_reply_json(req, 503,
+                   json_pack("{s:s,s:o,s:s}", "error", "not the leader", "leader",
+                             id_json(h, leader), "leader_address", p ? p->addr : ""));
+}
+
+/* Answers a read with the local copy. */
+static void reply_read(struct raft_host *h, struct api_request *req, const char *key, size_t klen)
+{
+    char *value = NULL;
+    size_t vlen = 0;
+    int rc = kv_get(h->store, key, klen, &value, &vlen);
+    if (rc == NX_ERR_NOT_FOUND) {
+        api_reply_json(req, 404,
+                       json_pack("{s:s,s:s#,s:I}", "error", "no such key", "key", key, klen,
+                                 "index", (json_int_t)h->applied));
+        return;
+    }
+    if (rc != NX_OK) {
+        api_reply_error(req, 500, "storage error: %s", nx_strerror(rc));
+        return;
+    }
+    json_t *v = json_stringn(value, vlen);
+    json_t *o = json_pack("{s:s#,s:I}", "key", key, klen, "index", (json_int_t)h->applied);
+    if (v) {
+        json_object_set_new(o, "value", v);
+    } else { /* not UTF-8: hex */
+        char *hex = malloc(2 * vlen + 1);
+        if (hex) {
+            nx_hex_encode(hex, (const uint8_t *)value, vlen);
+            json_object_set_new(o, "value_hex", json_string(hex));
+            free(hex);
+        }
+    }
+    free(value);
+    api_reply_json(req, 200, o);
+}
+
+static void reply_write(struct raft_host *h, struct pending *p)
+{
+    json_t *o = json_pack("{s:s#,s:I,s:s}", "key", p->key, p->klen, "index", (json_int_t)p->index,
+                          "op", p->op == KV_OP_PUT ? "put" : "delete");
+    (void)h;
+    api_reply_json(p->req, 200, o);
+}
+
+/* Writes whose entry index is now applied: success if the term matches. */
+static void resolve_writes(struct raft_host *h, const struct raft_entry *committed, size_t n)
+{
+    for (size_t i = 0; i < h->pending_hw; i++) {
+        struct pending *p = &h->pending[i];
+        if (p->kind != PENDING_WRITE || p->index > h->applied)
+            continue;
+        const struct raft_entry *e = NULL;
+        if (n > 0 && p->index >= committed[0].index && p->index <= committed[n - 1].index)
+            e = &committed[p->index - committed[0].index];
+        if (e && e->term == p->term) {
+            h->writes_ok++;
+            reply_write(h, p);
+        } else if (e) {
+            h->writes_lost++;
+            api_reply_json(p->req, 503,
+                           json_pack("{s:s,s:b}", "error",
+                                     "not committed: leadership changed, retry", "committed", 0));
+        } else {
+            h->writes_timed_out++;
+            api_reply_json(p->req, 503,
+                           json_pack("{s:s}", "error",
+                                     "outcome unknown: a snapshot replaced the entry, read to "
+                                     "check"));
+        }
+        pending_free(h, p);
+    }
+}
+
+static void serve_reads(struct raft_host *h)
+{
+    for (size_t i = 0; i < h->pending_hw; i++) {
+        struct pending *p = &h->pending[i];
+        if (p->kind == PENDING_READ_WAIT && p->index <= h->applied) {
+            reply_read(h, p->req, p->key, p->klen);
+            pending_free(h, p);
+        }
+    }
+}
+
+static void fail_reads(struct raft_host *h, const char *why)
+{
+    for (size_t i = 0; i < h->pending_hw; i++) {
+        struct pending *p = &h->pending[i];
+        if (p->kind == PENDING_READ_INDEX || p->kind == PENDING_READ_WAIT) {
+            api_reply_json(p->req, 503, json_pack("{s:s}", "error", why));
+            pending_free(h, p);
+        }
+    }
+}
+
+static void expire_pending(struct raft_host *h, uint64_t now_ms)
+{
+    for (size_t i = 0; i < h->pending_hw; i++) {
+        struct pending *p = &h->pending[i];
+        if (p->kind == PENDING_FREE || p->deadline_ms > now_ms)
+            continue;
+        if (p->kind == PENDING_WRITE)
+            h->writes_timed_out++;
+        api_reply_json(p->req, 503,
+                       json_pack("{s:s}", "error",
+                                 p->kind == PENDING_WRITE
+                                     ? "timed out: outcome unknown, read to check"
+                                     : "timed out waiting for the leader"));
+        pending_free(h, p);
+    }
+}
+
+/* ---- the Ready loop ------------------------------------------------------- */
+
+static void fatal(struct raft_host *h, const char *what, int rc)
+{
+    NX_ERROR("raft_fatal", "what=\"%s\" error=\"%s\"", what, nx_strerror(rc));
+    h->failed = true;
+    ev_break(h->loop, EVBREAK_ALL);
+}
+
+static void send_msgs(struct raft_host *h, const struct raft_msg *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct raft_msg *m = &msgs[i];
+        struct rh_peer *p = peer_by_id(h, m->to);
+        if (p == NULL || p->addr[0] == '\0') {
+            h->msgs_dropped++;
+            continue;
+        }
+        size_t need = raft_msg_encoded_size(m);
+        if (need > h->sendbuf_cap) {
+            uint8_t *g = realloc(h->sendbuf, need);
+            if (g == NULL) {
+                h->msgs_dropped++;
+                continue;
+            }
+            h->sendbuf = g;
+            h->sendbuf_cap = need;
+        }
+        long len = raft_msg_encode(m, h->sendbuf, h->sendbuf_cap);
+        if (len < 0 || mesh_send(h->mesh, p->pk, p->addr_told ? NULL : p->addr, NCAP_MSG_RAFT,
+                                 h->sendbuf, (size_t)len) != NX_OK) {
+            h->msgs_dropped++;
+            continue;
+        }
+        p->addr_told = true;
+        h->msgs_sent++;
+    }
+}
+
+static int apply_committed(struct raft_host *h, const struct raft_entry *ents, size_t n)
+{
+    if (n == 0)
+        return NX_OK;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (size_t i = 0; i < n; i++) {
+        const struct raft_entry *e = &ents[i];
+        if (e->type == RAFT_ENTRY_CONF) {
+            struct raft_conf c;
+            if (raft_conf_decode(e->data, e->len, &c) == NX_OK)
+                h->applied_conf = c;
+        } else if (e->len > 0 && kv_apply(h->store, wb, e->data, e->len) != NX_OK) {
+            h->bad_commands++;
+        }
+    }
+    raft_store_batch_applied(h->store, wb, ents[n - 1].index);
+    int rc = raft_store_write(h->store, wb, false);
+    rocksdb_writebatch_destroy(wb);
+    if (rc == NX_OK) {
+        h->applied = ents[n - 1].index;
+        h->applied_entries += n;
+    }
+    return rc;
+}
+
+static void maybe_snapshot(struct raft_host *h)
+{
+    if (h->cfg.snapshot_every == 0 || h->applied < h->snap_index + h->cfg.snapshot_every)
+        return;
+    uint64_t index = h->applied, term = 0;
+    if (!raft_entry_term(h->r, index, &term))
+        return;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc = kv_snapshot(h->store, &data, &len);
+    if (rc != NX_OK) {
+        NX_WARN("raft_snapshot_skipped", "error=\"%s\"", nx_strerror(rc));
+        h->snap_index = index; /* do not retry every iteration */
+        return;
+    }
+    rc = raft_store_compact(h->store, index, term, &h->applied_conf, data, len);
+    if (rc == NX_OK)
+        rc = raft_compact(h->r, index, data, len);
+    free(data);
+    if (rc != NX_OK) {
+        fatal(h, "snapshot", rc);
+        return;
+    }
+    h->snap_index = index;
+    h->snapshots_made++;
+    NX_INFO("raft_snapshot", "index=%llu bytes=%zu", (unsigned long long)index, len);
+}
+
+static void on_role_change(struct raft_host *h, const struct raft_soft_state *ss)
+{
+    if (ss->role != h->role)
+        NX_INFO("raft_role", "role=%s term=%llu leader=%016llx", raft_role_name(ss->role),
+                (unsigned long long)raft_term(h->r), (unsigned long long)ss->leader);
+    if (h->role == RAFT_LEADER && ss->role != RAFT_LEADER)
+        fail_reads(h, "leadership lost, retry");
+    h->role = ss->role;
+}
+
+static void process_ready(struct raft_host *h)
+{
+    while (!h->failed && raft_has_ready(h->r)) {
+        struct raft_ready rd;
+        raft_ready(h->r, &rd);
+        h->readies++;
+        if (rd.has_soft_state)
+            on_role_change(h, &rd.soft_state);
+        int rc = raft_store_persist(h->store, &rd);
+        if (rc != NX_OK) {
+            fatal(h, "persist", rc);
+            return;
+        }
+        send_msgs(h, rd.msgs, rd.n_msgs);
+        if (rd.snapshot) {
+            rc = kv_install(h->store, rd.snapshot->data, rd.snapshot->len, rd.snapshot->index);
+            if (rc != NX_OK) {
+                fatal(h, "install snapshot", rc);
+                return;
+            }
+            h->applied = rd.snapshot->index;
+            h->snap_index = rd.snapshot->index;
+            h->applied_conf = rd.snapshot->conf;
+            h->snapshots_installed++;
+        }
+        rc = apply_committed(h, rd.committed, rd.n_committed);
+        if (rc != NX_OK) {
+            fatal(h, "apply", rc);
+            return;
+        }
+        resolve_writes(h, rd.committed, rd.n_committed);
+        for (size_t i = 0; i < rd.n_reads; i++) {
+            for (size_t k = 0; k < h->pending_hw; k++) {
+                struct pending *p = &h->pending[k];
+                if (p->kind == PENDING_READ_INDEX && p->ctx == rd.reads[i].ctx) {
+                    p->kind = PENDING_READ_WAIT;
+                    p->index = rd.reads[i].index;
+                }
+            }
+        }
+        raft_advance(h->r, &rd);
+        serve_reads(h);
+    }
+    if (!h->failed)
+        maybe_snapshot(h);
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    process_ready(w->data);
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct raft_host *h = w->data;
+    raft_tick(h->r);
+    if (++h->ticks % PEER_REFRESH_TICKS == 0)
+        refresh_from_gossip(h);
+    if (h->n_pending > 0)
+        expire_pending(h, nx_clock_mono_ms());
+}
+
+static void on_raft_msg(void *ctx, const uint8_t sender[NODE_PK_BYTES], const uint8_t *body,
+                        size_t len)
+{
+    struct raft_host *h = ctx;
+    struct raft_msg m;
+    if (raft_msg_decode(body, len, &m) != NX_OK) {
+        h->msgs_bad++;
+        return;
+    }
+    h->msgs_received++;
+    if (m.from != raft_host_id_of(sender) || m.to != h->id) {
+        h->msgs_bad_sender++;
+        NX_DEBUG("raft_msg_dropped", "reason=sender from=%016llx", (unsigned long long)m.from);
+    } else {
+        if (peer_by_id(h, m.from) == NULL)
+            (void)peer_learn(h, sender, NULL);
+        if (raft_step(h->r, &m) != NX_OK)
+            h->msgs_bad++;
+    }
+    raft_msg_clear(&m);
+}
+
+/* ---- start / stop ---------------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Loads storage, bootstrapping it first when asked and empty. */
+static int load_storage(struct raft_host *h, struct raft_store_boot *b, char *err, size_t cap)
+{
+    int rc = raft_store_load(h->store, b, err, cap);
+    if (rc != NX_OK)
+        return rc;
+    bool pristine =
+        !b->has_state || (b->boot.snapshot.index == 0 && b->boot.snapshot.conf.n_voters == 0 &&
+                          b->boot.snapshot.conf.n_learners == 0 && b->boot.n_entries == 0 &&
+                          b->boot.hard_state.term == 0);
+    if (!pristine) {
+        if (h->cfg.bootstrap)
+            NX_INFO("raft_bootstrap_ignored", "reason=\"raft state already stored\"");
+        return NX_OK;
+    }
+    struct raft_conf conf = {0};
+    if (h->cfg.bootstrap) {
+        conf.voters[conf.n_voters++] = h->id;
+        for (size_t i = 0; i < h->n_peers && conf.n_voters < RAFT_MAX_NODES; i++)
+            conf.voters[conf.n_voters++] = h->peers[i].id;
+        qsort(conf.voters, conf.n_voters, sizeof conf.voters[0], cmp_u64);
+    }
+    raft_store_boot_free(b);
+    rc = b->has_state ? raft_store_compact(h->store, 0, 0, &conf, NULL, 0)
+                      : raft_store_bootstrap(h->store, &conf);
+    if (rc == NX_OK && h->cfg.bootstrap)
+        NX_INFO("raft_bootstrap", "voters=%u", conf.n_voters);
+    if (rc != NX_OK) {
+        snprintf(err, cap, "raft: cannot bootstrap storage: %s", nx_strerror(rc));
+        return rc;
+    }
+    return raft_store_load(h->store, b, err, cap);
+}
+
+static int create_core(struct raft_host *h, char *err, size_t cap)
+{
+    struct raft_store_boot b;
+    int rc = load_storage(h, &b, err, cap);
+    if (rc != NX_OK)
+        return rc;
+    /* A snapshot persisted but not installed before a crash: install it now. */
+    if (b.boot.applied < b.boot.snapshot.index) {
+        rc = kv_install(h->store, b.boot.snapshot.data, b.boot.snapshot.len, b.boot.snapshot.index);
+        if (rc != NX_OK) {
+            snprintf(err, cap, "raft: cannot install the stored snapshot: %s", nx_strerror(rc));
+            raft_store_boot_free(&b);
+            return rc;
+        }
+        b.boot.applied = b.boot.snapshot.index;
+        b.applied_conf = b.boot.snapshot.conf;
+    }
+    struct raft_config rc_cfg;
+    uint64_t seed;
+    randombytes_buf(&seed, sizeof seed);
+    raft_config_default(&rc_cfg, h->id, seed);
+    rc_cfg.election_tick_min = RAFT_HOST_ELECTION_TICKS_MIN;
+    rc_cfg.election_tick_max = RAFT_HOST_ELECTION_TICKS_MAX;
+    rc_cfg.heartbeat_tick = RAFT_HOST_HEARTBEAT_TICKS;
+    rc_cfg.max_entry_bytes = KV_MAX_CMD_BYTES;
+    rc = raft_create(&rc_cfg, &b.boot, &h->r);
+    if (rc != NX_OK) {
+        snprintf(err, cap, "raft: stored state rejected by the core: %s", nx_strerror(rc));
+        raft_store_boot_free(&b);
+        return rc;
+    }
+    h->applied = b.boot.applied;
+    h->snap_index = b.boot.snapshot.index;
+    h->applied_conf = b.applied_conf;
+    NX_INFO("raft_loaded",
+            "id=%016llx term=%llu commit=%llu applied=%llu snapshot=%llu entries=%zu voters=%u",
+            (unsigned long long)h->id, (unsigned long long)b.boot.hard_state.term,
+            (unsigned long long)b.boot.hard_state.commit, (unsigned long long)b.boot.applied,
+            (unsigned long long)b.boot.snapshot.index, b.boot.n_entries,
+            raft_current_conf(h->r)->n_voters);
+    raft_store_boot_free(&b);
+    const struct raft_conf *c = raft_current_conf(h->r);
+    if (c->n_voters == 1 && c->voters[0] == h->id)
+        if (raft_campaign(h->r) != NX_OK) /* a cluster of one need not wait for a timeout */
+            NX_WARN("raft_campaign_failed", "%s", "");
+    return NX_OK;
+}
+
+int raft_host_start(struct raft_host **out, struct ev_loop *loop, struct mesh *mesh,
+                    struct gossip_host *gossip, const struct node_identity *id,
+                    const struct raft_host_config *cfg, char *err, size_t cap)
+{
+    struct raft_host *h = calloc(1, sizeof *h);
+    if (h == NULL || (h->pending = calloc(RAFT_HOST_MAX_PENDING, sizeof *h->pending)) == NULL) {
+        free(h);
+        snprintf(err, cap, "raft: out of memory");
+        return NX_ERR_NOMEM;
+    }
+    h->loop = loop;
+    h->mesh = mesh;
+    h->gossip = gossip;
+    h->ident = id;
+    h->cfg = *cfg;
+    h->id = raft_host_id_of(id->pk);
+    h->role = RAFT_FOLLOWER;
+    int rc = parse_peers(h, cfg->peers, err, cap);
+    if (rc == NX_OK)
+        rc = raft_store_open(&h->store, cfg->data_dir, err, cap);
+    if (rc == NX_OK)
+        rc = create_core(h, err, cap);
+    if (rc == NX_OK)
+        rc = mesh_set_handler(mesh, NCAP_MSG_RAFT, on_raft_msg, h);
+    if (rc != NX_OK) {
+        if (err[0] == '\0')
+            snprintf(err, cap, "raft: cannot start: %s", nx_strerror(rc));
+        raft_host_stop(h);
+        return rc;
+    }
+    double tick_s = cfg->tick_ms / 1000.0;
+    ev_timer_init(&h->tick, on_tick, tick_s, tick_s);
+    h->tick.data = h;
+    ev_timer_start(loop, &h->tick);
+    ev_prepare_init(&h->prepare, on_prepare);
+    h->prepare.data = h;
+    ev_prepare_start(loop, &h->prepare);
+    *out = h;
+    return NX_OK;
+}
+
+void raft_host_stop(struct raft_host *h)
+{
+    if (h == NULL)
+        return;
+    if (h->loop) {
+        ev_timer_stop(h->loop, &h->tick);
+        ev_prepare_stop(h->loop, &h->prepare);
+    }
+    raft_destroy(h->r);
+    raft_store_close(h->store);
+    free(h->sendbuf);
+    free(h->pending);
+    free(h);
+}
+
+/* ---- status ----------------------------------------------------------------- */
+
+static json_t *ids_json(const struct raft_host *h, const uint64_t *ids, uint32_t n)
+{
+    json_t *a = json_array();
+    for (uint32_t i = 0; i < n; i++)
+        json_array_append_new(a, id_json(h, ids[i]));
+    return a;
+}
+
+json_t *raft_host_status_json(const struct raft_host *h)
+{
+    if (h == NULL)
+        return json_null();
+    const struct raft_conf *c = raft_current_conf(h->r);
+    char rid[17];
+    snprintf(rid, sizeof rid, "%016llx", (unsigned long long)h->id);
+    json_t *counters = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "readies",
+        (json_int_t)h->readies, "synced_writes", (json_int_t)raft_store_syncs(h->store),
+        "msgs_sent", (json_int_t)h->msgs_sent, "msgs_dropped", (json_int_t)h->msgs_dropped,
+        "msgs_received", (json_int_t)h->msgs_received, "msgs_bad_sender",
+        (json_int_t)h->msgs_bad_sender, "msgs_bad", (json_int_t)h->msgs_bad, "proposals",
+        (json_int_t)h->proposals, "applied_entries", (json_int_t)h->applied_entries, "bad_commands",
+        (json_int_t)h->bad_commands, "snapshots_made", (json_int_t)h->snapshots_made,
+        "snapshots_installed", (json_int_t)h->snapshots_installed, "writes_ok",
+        (json_int_t)h->writes_ok, "writes_lost", (json_int_t)h->writes_lost, "writes_timed_out",
+        (json_int_t)h->writes_timed_out);
+    return json_pack("{s:s,s:s,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:o}", "id", rid, "role",
+                     raft_role_name(raft_role(h->r)), "term", (json_int_t)raft_term(h->r), "leader",
+                     id_json(h, raft_leader(h->r)), "commit_index",
+                     (json_int_t)raft_commit_index(h->r), "applied_index", (json_int_t)h->applied,
+                     "snapshot_index", (json_int_t)h->snap_index, "voters",
+                     ids_json(h, c->voters, c->n_voters), "learners",
+                     ids_json(h, c->learners, c->n_learners), "pending", (json_int_t)h->n_pending,
+                     "counters", counters);
+}
+
+/* ---- API ---------------------------------------------------------------------- */
+
+static enum api_result kv_write(struct raft_host *h, struct api_request *req, enum kv_op op,
+                                const char *key, size_t klen)
+{
+    size_t vlen = 0;
+    const char *value = op == KV_OP_PUT ? api_req_body(req, &vlen) : NULL;
+    if (vlen > KV_MAX_VALUE_BYTES) {
+        api_reply_error(req, 413, "value of %zu bytes is over the limit of %u", vlen,
+                        KV_MAX_VALUE_BYTES);
+        return API_DONE;
+    }
+    if (raft_role(h->r) != RAFT_LEADER) {
+        reply_not_leader(h, req);
+        return API_DONE;
+    }
+    uint8_t *cmd = malloc(KV_CMD_HEADER_BYTES + klen + vlen);
+    if (cmd == NULL) {
+        api_reply_error(req, 500, "out of memory");
+        return API_DONE;
+    }
+    long len = kv_cmd_encode(op, key, klen, value, vlen, cmd, KV_CMD_HEADER_BYTES + klen + vlen);
+    uint64_t index = 0;
+    int rc = len < 0 ? (int)len : raft_propose(h->r, cmd, (size_t)len, &index);
+    free(cmd);
+    if (rc != NX_OK) {
+        if (rc == NX_ERR_NOT_LEADER)
+            reply_not_leader(h, req);
+        else
+            api_reply_error(req, rc == NX_ERR_TOO_BIG ? 413 : 503, "cannot propose: %s",
+                            nx_strerror(rc));
+        return API_DONE;
+    }
+    h->proposals++;
+    struct pending *p = pending_add(h, PENDING_WRITE, req, key, klen);
+    if (p == NULL) {
+        /* Proposed but untracked: the outcome is unknown to the client. */
+        api_reply_error(req, 503, "too many pending requests; outcome unknown");
+        return API_DONE;
+    }
+    p->index = index;
+    p->term = raft_term(h->r);
+    p->op = (uint8_t)op;
+    return API_PENDING;
+}
+
+static enum api_result kv_read(struct raft_host *h, struct api_request *req, const char *key,
+                               size_t klen)
+{
+    if (api_req_query(req, "stale") != NULL) {
+        reply_read(h, req, key, klen);
+        return API_DONE;
+    }
+    if (raft_role(h->r) != RAFT_LEADER) {
+        reply_not_leader(h, req);
+        return API_DONE;
+    }
+    if (h->n_pending == RAFT_HOST_MAX_PENDING) {
+        api_reply_error(req, 503, "too many pending requests");
+        return API_DONE;
+    }
+    uint64_t ctx = ++h->next_read_ctx;
+    int rc = raft_read_index(h->r, ctx);
+    if (rc != NX_OK) {
+        if (rc == NX_ERR_NOT_LEADER)
+            reply_not_leader(h, req);
+        else
+            api_reply_error(req, 503, "cannot read now: %s, retry", nx_strerror(rc));
+        return API_DONE;
+    }
+    struct pending *p = pending_add(h, PENDING_READ_INDEX, req, key, klen);
+    p->ctx = ctx;
+    return API_PENDING;
+}
+
+enum api_result raft_host_api_kv(void *ctx, struct api_request *req)
+{
+    struct raft_host *h = ctx;
+    const char *key = api_req_tail(req);
+    size_t klen = strlen(key);
+    if (!kv_key_valid(key, klen)) {
+        api_reply_error(req, 400, "key must be 1 to %d printable ASCII bytes without spaces",
+                        KV_MAX_KEY_BYTES);
+        return API_DONE;
+    }
+    const char *method = api_req_method(req);
+    if (strcmp(method, "GET") == 0)
+        return kv_read(h, req, key, klen);
+    if (strcmp(method, "PUT") == 0)
+        return kv_write(h, req, KV_OP_PUT, key, klen);
+    if (strcmp(method, "DELETE") == 0)
+        return kv_write(h, req, KV_OP_DELETE, key, klen);
+    api_reply_error(req, 405, "method %s not allowed", method);
+    return API_DONE;
+}
+
+static enum api_result conf_change(struct raft_host *h, struct api_request *req,
+                                   enum raft_conf_op op, uint64_t id)
+{
+    uint64_t index = 0;
+    int rc = raft_propose_conf_change(h->r, op, id, &index);
+    if (rc == NX_ERR_NOT_LEADER) {
+        reply_not_leader(h, req);
+        return API_DONE;
+    }
+    if (rc != NX_OK) {
+        api_reply_error(req, rc == NX_ERR_AGAIN ? 503 : 409, "membership change refused: %s",
+                        nx_strerror(rc));
+        return API_DONE;
+    }
+    char rid[17];
+    snprintf(rid, sizeof rid, "%016llx", (unsigned long long)id);
+    api_reply_json(req, 202, json_pack("{s:s,s:I}", "raft_id", rid, "index", (json_int_t)index));
+    return API_DONE;
+}
+
+enum api_result raft_host_api_member_add(void *ctx, struct api_request *req)
+{
+    struct raft_host *h = ctx;
+    json_t *body = api_req_json(req);
+    if (body == NULL)
+        return API_DONE;
+    const char *hex = json_string_value(json_object_get(body, "id"));
+    const char *addr = json_string_value(json_object_get(body, "address"));
+    const char *role = json_string_value(json_object_get(body, "role"));
+    uint8_t pk[NODE_PK_BYTES];
+    char host[NODE_ADDR_MAX];
+    uint16_t port;
+    if (hex == NULL || strlen(hex) != NODE_ID_HEX_LEN ||
+        nx_hex_decode(pk, sizeof pk, hex) != NX_OK) {
+        api_reply_error(req, 400, "\"id\" must be a node id (64 hex digits)");
+        return API_DONE;
+    }
+    if (addr == NULL || node_addr_split(addr, host, sizeof host, &port) != NX_OK || port == 0) {
+        api_reply_error(req, 400, "\"address\" must be HOST:PORT");
+        return API_DONE;
+    }
+    if (role && strcmp(role, "voter") != 0 && strcmp(role, "learner") != 0) {
+        api_reply_error(req, 400, "\"role\" must be voter or learner");
+        return API_DONE;
+    }
+    if (peer_learn(h, pk, addr) == NULL) {
+        api_reply_error(req, 409, "cannot track this node (id collision or too many peers)");
+        return API_DONE;
+    }
+    enum raft_conf_op op =
+        role && strcmp(role, "learner") == 0 ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER;
+    uint64_t id = raft_host_id_of(pk);
+    if (op == RAFT_CONF_ADD_VOTER && raft_conf_is_learner(raft_current_conf(h->r), id))
+        op = RAFT_CONF_PROMOTE;
+    return conf_change(h, req, op, id);
+}
+
+enum api_result raft_host_api_member_remove(void *ctx, struct api_request *req)
+{
+    struct raft_host *h = ctx;
+    const char *hex = api_req_tail(req);
+    uint8_t pk[NODE_PK_BYTES];
+    if (strlen(hex) != NODE_ID_HEX_LEN || nx_hex_decode(pk, sizeof pk, hex) != NX_OK) {
+        api_reply_error(req, 400, "expected /v1/raft/members/NODE_ID (64 hex digits)");
+        return API_DONE;
+    }
+    return conf_change(h, req, RAFT_CONF_REMOVE, raft_host_id_of(pk));
+}

@@ -1,0 +1,68 @@
+/*
+ * raft_host.h - runs the pure Raft core (consensus/raft.h) inside the node,
+ * with RocksDB storage (raft_store.h) and the key-value state machine (kv.h).
+ *
+ * Owns: the core, its storage, the map of Raft ids to node keys and
+ * addresses, the tick timer, the once-per-loop-iteration Ready processing
+ * (group commit, see docs/raft-node.md) and the API requests waiting for a
+ * commit, an apply or a ReadIndex.
+ *
+ * Never touches: the Raft protocol itself, the wire format of envelopes
+ * (mesh.h seals and verifies them) or the HTTP server (api.h).
+ */
+#ifndef NX_NODE_RAFT_HOST_H
+#define NX_NODE_RAFT_HOST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api.h"
+#include "gossip_host.h"
+#include "mesh.h"
+#include "node.h"
+
+#define RAFT_HOST_DEFAULT_TICK_MS 50
+#define RAFT_HOST_HEARTBEAT_TICKS 1
+#define RAFT_HOST_ELECTION_TICKS_MIN 6
+#define RAFT_HOST_ELECTION_TICKS_MAX 12
+#define RAFT_HOST_DEFAULT_SNAPSHOT_EVERY 10000
+#define RAFT_HOST_MAX_PENDING 8192        /* API requests waiting on Raft */
+#define RAFT_HOST_REQUEST_TIMEOUT_MS 8000 /* then 503, outcome unknown */
+#define RAFT_HOST_MAX_PEERS RAFT_MAX_NODES * 4
+
+struct raft_host;
+
+struct raft_host_config {
+    const char *data_dir;
+    bool bootstrap;          /* on empty storage: create a cluster (self + peers as voters) */
+    const char *peers;       /* '\n'-joined "HEXPK@HOST:PORT", or NULL */
+    uint32_t tick_ms;        /* logical tick period */
+    uint64_t snapshot_every; /* applied entries between snapshots */
+};
+
+/* Nonzero Raft id of a node key: its first 8 bytes, little-endian (1 if those are 0). */
+uint64_t raft_host_id_of(const uint8_t pk[NODE_PK_BYTES]);
+
+/*
+ * Opens storage, loads and checks it (a corrupt store is an error: err says
+ * what and where), creates the core and starts the tick timer and the
+ * per-iteration Ready watcher. Borrowed: loop, mesh, gossip (may be NULL), id
+ * and cfg strings outlive the host.
+ */
+int raft_host_start(struct raft_host **out, struct ev_loop *loop, struct mesh *mesh,
+                    struct gossip_host *gossip, const struct node_identity *id,
+                    const struct raft_host_config *cfg, char *err, size_t cap) NX_MUST_USE;
+/* Stops watchers and frees everything. Pending API requests must have been answered
+ * or abandoned by api_server_stop first. */
+void raft_host_stop(struct raft_host *h);
+
+/* {"role", "term", "leader", "commit_index", "applied_index", "voters", "learners", ...} */
+json_t *raft_host_status_json(const struct raft_host *h);
+
+/* API handlers; ctx is the struct raft_host. */
+enum api_result raft_host_api_kv(void *ctx, struct api_request *req);            /* /v1/kv/KEY */
+enum api_result raft_host_api_member_add(void *ctx, struct api_request *req);    /* POST */
+enum api_result raft_host_api_member_remove(void *ctx, struct api_request *req); /* DELETE */
+
+#endif
