@@ -23,7 +23,8 @@
  *
  * Every message goes through raft_msg_encode/raft_msg_decode.
  *
- *   NX_SIM_SEED=123 sim_raft   replays one seed (NX_SIM_TRACE=1: print events)
+ *   NX_SIM_SEED=123 sim_raft   replays one seed (NX_SIM_TRACE=1: print events;
+ *                              NX_SIM_HISTORY=FILE: write the client history for lin_check)
  *   NX_SIM_SEEDS=N sim_raft    runs seeds 1..N
  *   NX_SIM_QUICK=1             fewer seeds (CI's ASan run)
  */
@@ -858,6 +859,34 @@ static bool liveness(struct sim *s)
     return false;
 }
 
+static bool single_seed_mode; /* NX_SIM_SEED given: one run, extra outputs allowed */
+
+/* Writes the client history in the text format of tests/lin/lin.h (for lin_check). */
+static void write_history(const struct sim *s, const char *path)
+{
+    static const char *kinds[] = {"put", "get", "delete"};
+    static const char *outcomes[] = {"ok", "fail", "unknown"};
+    FILE *fp = fopen(path, "w");
+    if (!fp) {
+        printf("cannot write %s\n", path);
+        return;
+    }
+    fprintf(fp, "# sim_raft seed %llu: client op key value invoke_us return_us outcome\n",
+            (unsigned long long)s->seed);
+    for (size_t i = 0; i < s->hist.n; i++) {
+        const struct lin_op *op = &s->hist.ops[i];
+        char val[32] = "-", ret[32] = "-";
+        if (op->value != LIN_ABSENT && op->kind != LIN_DELETE)
+            snprintf(val, sizeof val, "v%lld", (long long)op->value);
+        if (op->outcome != LIN_UNKNOWN)
+            snprintf(ret, sizeof ret, "%llu", (unsigned long long)op->return_us);
+        fprintf(fp, "%u %s k%llu %s %llu %s %s\n", op->client, kinds[op->kind],
+                (unsigned long long)op->key, val, (unsigned long long)op->invoke_us, ret,
+                outcomes[op->outcome]);
+    }
+    fclose(fp);
+}
+
 /* Runs one seed; returns true when every check passed. */
 static bool run_seed(uint64_t seed, bool trace_on, char *why, size_t why_len, struct sim *out)
 {
@@ -906,6 +935,9 @@ static bool run_seed(uint64_t seed, bool trace_on, char *why, size_t why_len, st
         else if (!res.linearizable)
             sim_fail(s, "linearizability: %s", res.explanation);
     }
+    const char *hist_path = getenv("NX_SIM_HISTORY");
+    if (hist_path && *hist_path && single_seed_mode)
+        write_history(s, hist_path);
     bool ok = !s->failed;
     if (!ok)
         snprintf(why, why_len, "%s", s->failure);
@@ -978,6 +1010,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     uint64_t one = env_u64("NX_SIM_SEED", 0);
     if (one) {
+        single_seed_mode = true;
         char why[1024];
         bool ok = run_seed(one, env_u64("NX_SIM_TRACE", 0) != 0, why, sizeof why, NULL);
         printf("seed %llu: %s%s\n", (unsigned long long)one, ok ? "ok" : "FAILED: ", ok ? "" : why);
