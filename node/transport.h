@@ -120,6 +120,8 @@ struct node_transport_counters {
     uint64_t send_errors;         /* other zmq_send failures */
     uint64_t connections_opened;  /* DEALERs created */
     uint64_t connections_evicted; /* DEALERs closed because of max_connections */
+    uint64_t handshake_failed;    /* our DEALER's handshake failed (the peer refused us) */
+    uint64_t dropped_backoff;     /* send to a peer that refused us, before its retry time */
 };
 
 /*
@@ -156,7 +158,9 @@ bool node_transport_peer_known(const struct node_transport *tp,
  * Queues len bytes (borrowed for the call; copied) for the peer. Never blocks.
  * 0 when queued; NX_ERR_NOT_FOUND for an unknown peer, NX_ERR_TOO_BIG above
  * max_msg_bytes, NX_ERR_FULL when the peer's queue is at its bound (the
- * message is dropped and counted), NX_ERR_IO on other failures.
+ * message is dropped and counted), NX_ERR_UNAVAILABLE while waiting to redial
+ * a peer that refused our handshake (dropped and counted), NX_ERR_IO on other
+ * failures.
  */
 int node_transport_send(struct node_transport *tp, const uint8_t pk[NODE_TRANSPORT_PK_BYTES],
                         const uint8_t *data, size_t len) NX_MUST_USE;

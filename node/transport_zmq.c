@@ -58,15 +58,22 @@
  *
  * ## Connections a node holds
  * One ROUTER (listening; one inbound connection per peer or guest that talks
- * to us) plus one DEALER per active peer, at most max_connections DEALERs:
+ * to us) plus one DEALER per active peer (with its monitor PAIR: three zmq
+ * sockets, one TCP connection), at most max_connections DEALERs:
  * when a send needs a new DEALER and the limit is reached, the least recently
  * used one is closed (its queue gets linger_ms to flush) and reopened on its
  * next send. ZeroMQ reconnects DEALERs on its own (reconnect_ivl_ms doubling
  * up to reconnect_ivl_max_ms), heartbeats (heartbeat_ivl_ms) notice peers that
  * vanished without a FIN, so a peer restarted at the same address is reached
  * again with no action from us; a peer that moved is updated with
- * node_transport_peer_set, which closes the old DEALER. The peer table itself
- * holds at most max_peers keys.
+ * node_transport_peer_set, which closes the old DEALER. One case libzmq 4.3
+ * does not redial: a failed handshake (the peer's ZAP said 400 because it
+ * does not trust us yet). Each DEALER therefore carries a socket monitor
+ * (an inproc PAIR, also watched by the loop); on a handshake failure we close
+ * the DEALER and the next send after a backoff (reconnect_ivl_ms doubling to
+ * reconnect_ivl_max_ms; sends before it fail fast, dropped_backoff) dials
+ * afresh, so a node that starts before the others trust it gets through as
+ * soon as they do. The peer table itself holds at most max_peers keys.
  *
  * Invariants:
  *   1. A peer slot has dealer != NULL iff its watch is active; open_count is
@@ -95,15 +102,24 @@
 /* ZeroMQ routing ids are at most 255 bytes. */
 #define ROUTING_ID_MAX 255
 #define ZAP_BATCH 64
+/* Client-side handshake events: a failure ends the connection for good in libzmq 4.3. */
+#define HANDSHAKE_FAILED_EVENTS                                                                    \
+    (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |                  \
+     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+/* Sockets per open peer: the DEALER, the monitor's PAIR and our PAIR. */
+#define SOCKETS_PER_PEER 3
 
 struct peer {
     bool used;
     uint8_t pk[NODE_TRANSPORT_PK_BYTES];
     uint8_t curve_pk[crypto_box_PUBLICKEYBYTES];
     char endpoint[NODE_TRANSPORT_ENDPOINT_MAX];
-    void *dealer; /* owned zmq socket, or NULL while not connected */
-    struct zmq_watch watch;
-    uint64_t last_use; /* tp->use_tick at the last send/receive: LRU order */
+    void *dealer;  /* owned zmq socket, or NULL while not connected */
+    void *monitor; /* owned PAIR reading the DEALER's handshake events */
+    struct zmq_watch watch, monitor_watch;
+    double retry_at;     /* ev_now() before which a refused peer is not redialed */
+    uint32_t backoff_ms; /* next wait after a refused handshake */
+    uint64_t last_use;   /* tp->use_tick at the last send/receive: LRU order */
     struct node_transport *tp;
 };
 
@@ -126,6 +142,7 @@ struct node_transport {
     size_t peer_count;
     size_t open_count;
     uint64_t use_tick;
+    uint64_t monitor_seq; /* makes monitor endpoint names unique */
     int in_callback;
     char endpoint[NODE_TRANSPORT_ENDPOINT_MAX];
     struct node_transport_counters c;
@@ -401,6 +418,10 @@ static void peer_disconnect(struct node_transport *tp, struct peer *p)
 {
     if (p->dealer == NULL)
         return;
+    /* Detach the monitor first: the DEALER may still flush its queue for linger_ms. */
+    zmq_socket_monitor(p->dealer, NULL, 0);
+    zmq_watch_stop(&p->monitor_watch);
+    close_socket(&p->monitor);
     zmq_watch_stop(&p->watch);
     close_socket(&p->dealer);
     NX_ASSERT(tp->open_count > 0);
@@ -475,6 +496,70 @@ static void dealer_readable(struct zmq_watch *w)
     }
 }
 
+/*
+ * Handshake events of one DEALER. libzmq 4.3 does not redial after a failed
+ * handshake (a ZAP 400 from a peer that does not trust us yet, a wrong server
+ * key): the connection is gone for good. So on failure we close the DEALER and
+ * let the next send open a fresh one, after a backoff that doubles up to
+ * reconnect_ivl_max_ms and resets on the next successful handshake.
+ */
+static void monitor_readable(struct zmq_watch *w)
+{
+    struct peer *p = w->ctx;
+    struct node_transport *tp = p->tp;
+    void *sock = w->sock;
+    for (int n = 0; n < ZAP_BATCH; n++) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= sizeof event)
+            memcpy(&event, zmq_msg_data(&ev), sizeof event);
+        discard_more(sock, &ev); /* the endpoint frame */
+        zmq_msg_close(&ev);
+        if (event & ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            p->backoff_ms = tp->lim.reconnect_ivl_ms;
+        } else if (event & HANDSHAKE_FAILED_EVENTS) {
+            tp->c.handshake_failed++;
+            p->retry_at = ev_now(tp->loop) + p->backoff_ms / 1000.0;
+            p->backoff_ms = p->backoff_ms * 2 < tp->lim.reconnect_ivl_max_ms
+                                ? p->backoff_ms * 2
+                                : tp->lim.reconnect_ivl_max_ms;
+            NX_INFO("transport_handshake_failed", "endpoint=%s event=%u retry_ms=%u", p->endpoint,
+                    event, (unsigned)((p->retry_at - ev_now(tp->loop)) * 1000));
+            peer_disconnect(tp, p);
+            return; /* sock is closed */
+        }
+    }
+}
+
+/* Attaches a monitor to dealer before it connects, so no event is missed. */
+static int monitor_open(struct node_transport *tp, struct peer *p, void *dealer)
+{
+    char name[64];
+    snprintf(name, sizeof name, "inproc://nx-monitor-%llu", (unsigned long long)tp->monitor_seq++);
+    if (zmq_socket_monitor(dealer, name, HANDSHAKE_FAILED_EVENTS | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) !=
+        0)
+        goto err;
+    p->monitor = zmq_socket(tp->zctx, ZMQ_PAIR);
+    if (p->monitor == NULL)
+        goto err;
+    if (set_int(p->monitor, ZMQ_LINGER, 0) != NX_OK || zmq_connect(p->monitor, name) != 0)
+        goto err_close;
+    if (zmq_watch_start(&p->monitor_watch, tp->loop, p->monitor, monitor_readable, p) != NX_OK)
+        goto err_close;
+    return NX_OK;
+
+err_close:
+    close_socket(&p->monitor);
+err:
+    NX_ERROR("transport_monitor", "err=\"%s\"", zmq_strerror(zmq_errno()));
+    return NX_ERR_IO;
+}
+
 static int peer_connect(struct node_transport *tp, struct peer *p)
 {
     if (tp->open_count >= tp->lim.max_connections)
@@ -499,20 +584,27 @@ static int peer_connect(struct node_transport *tp, struct peer *p)
         rc = NX_ERR_IO;
         goto err_close;
     }
+    rc = monitor_open(tp, p, sock);
+    if (rc != NX_OK)
+        goto err_close;
     if (zmq_connect(sock, p->endpoint) != 0) {
         NX_ERROR("transport_connect", "endpoint=%s err=\"%s\"", p->endpoint,
                  zmq_strerror(zmq_errno()));
         rc = NX_ERR_IO;
-        goto err_close;
+        goto err_close_monitor;
     }
     rc = zmq_watch_start(&p->watch, tp->loop, sock, dealer_readable, p);
     if (rc != NX_OK)
-        goto err_close;
+        goto err_close_monitor;
     p->dealer = sock;
     tp->open_count++;
     tp->c.connections_opened++;
     return NX_OK;
 
+err_close_monitor:
+    zmq_socket_monitor(sock, NULL, 0);
+    zmq_watch_stop(&p->monitor_watch);
+    close_socket(&p->monitor);
 err_close:
     zmq_close(sock);
     return rc;
@@ -537,6 +629,7 @@ int node_transport_peer_set(struct node_transport *tp, const uint8_t pk[NODE_TRA
     if (p != NULL) {
         if (strcmp(p->endpoint, endpoint) != 0) {
             peer_disconnect(tp, p);
+            p->retry_at = 0; /* a new address: dial at once */
             snprintf(p->endpoint, sizeof p->endpoint, "%s", endpoint);
         }
         return NX_OK;
@@ -555,6 +648,7 @@ int node_transport_peer_set(struct node_transport *tp, const uint8_t pk[NODE_TRA
     p->tp = tp;
     memcpy(p->pk, pk, NODE_TRANSPORT_PK_BYTES);
     memcpy(p->curve_pk, curve_pk, sizeof curve_pk);
+    p->backoff_ms = tp->lim.reconnect_ivl_ms;
     snprintf(p->endpoint, sizeof p->endpoint, "%s", endpoint);
     index_insert(tp, slot);
     tp->peer_count++;
@@ -611,6 +705,10 @@ int node_transport_send(struct node_transport *tp, const uint8_t pk[NODE_TRANSPO
     if (p == NULL) {
         tp->c.unknown_peer++;
         return NX_ERR_NOT_FOUND;
+    }
+    if (p->dealer == NULL && ev_now(tp->loop) < p->retry_at) {
+        tp->c.dropped_backoff++; /* it refused our handshake a moment ago */
+        return NX_ERR_UNAVAILABLE;
     }
     if (p->dealer == NULL) {
         int rc = peer_connect(tp, p);
@@ -914,7 +1012,8 @@ int node_transport_create(struct node_transport **out, const struct node_transpo
     tp->zctx = zmq_ctx_new();
     if (tp->zctx == NULL)
         goto err_free;
-    if (zmq_ctx_set(tp->zctx, ZMQ_MAX_SOCKETS, (int)tp->lim.max_connections + 16) != 0)
+    if (zmq_ctx_set(tp->zctx, ZMQ_MAX_SOCKETS,
+                    (int)tp->lim.max_connections * SOCKETS_PER_PEER + 16) != 0)
         goto err_close;
     rc = open_zap(tp); /* before the ROUTER: no handshake may pass unchecked */
     if (rc != NX_OK)
