@@ -13,11 +13,13 @@ int cmd_init(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_members(int argc, char **argv);
 int cmd_leave(int argc, char **argv);
+int cmd_kv(int argc, char **argv);
 
 extern const struct cli_cmd cmd_node_spec;
 extern const struct cli_cmd cmd_init_spec;
 extern const struct cli_cmd cmd_status_spec;
 extern const struct cli_cmd cmd_members_spec;
 extern const struct cli_cmd cmd_leave_spec;
+extern const struct cli_cmd cmd_kv_spec;
 
 #endif

@@ -25,6 +25,7 @@ static const struct command commands[] = {
     {"status", cmd_status, &cmd_status_spec, NULL},
     {"members", cmd_members, &cmd_members_spec, NULL},
     {"leave", cmd_leave, &cmd_leave_spec, NULL},
+    {"kv", cmd_kv, &cmd_kv_spec, NULL},
 };
 
 static void print_usage(FILE *out, bool full)

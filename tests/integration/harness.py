@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 NEXUS = os.environ.get('NEXUS_BIN') or os.path.join(
@@ -153,3 +154,68 @@ class Cluster:
             n.stop()
         if not keep_on_failure:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# ---- Raft helpers (tests/integration/test_raft*.py, bench/raft_node) ----------
+
+def kv_path(key, stale=False):
+    return '/v1/kv/' + urllib.parse.quote(key, safe='') + ('?stale' if stale else '')
+
+
+def http(node, method, path, body=None, timeout=5.0):
+    """Raw-body request to node's API: (status, parsed JSON or None). Raises OSError on
+    connection failures and timeouts (the caller decides what an unknown outcome means)."""
+    req = urllib.request.Request('http://%s%s' % (node.api, path), method=method,
+                                 data=body)
+    req.add_header('Authorization', 'Bearer ' + node.token)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw or b'null')
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw or b'null')
+        except ValueError:
+            return e.code, None
+
+
+def raft_cluster(cluster, n, *extra):
+    """n nodes started with static bootstrap (every node --bootstrap, the others as --peer)."""
+    cid = os.urandom(16).hex()
+    nodes = [cluster.node('r%d' % i, cid) for i in range(n)]
+    for nd in nodes:
+        nd.trust(*nodes)
+    for nd in nodes:
+        nd.start_raft(nodes, *extra)
+    return nodes
+
+
+def raft_status(node):
+    return node.request('GET', '/v1/status')[1]['raft']
+
+
+def raft_leader(nodes, timeout=15.0):
+    """Waits until the running nodes agree on one leader among them; returns it."""
+    def agreed():
+        alive = [nd for nd in nodes if nd.proc and nd.proc.poll() is None]
+        sts = [raft_status(nd) for nd in alive]
+        leaders = [nd for nd, st in zip(alive, sts) if st['role'] == 'leader']
+        if len(leaders) != 1:
+            return None
+        lid = leaders[0].id
+        if all(st['leader'] == lid for st in sts):
+            return leaders[0]
+        return None
+    return wait_for(agreed, timeout=timeout, interval=0.02, what='one agreed Raft leader')
+
+
+def _start_raft(self, nodes, *extra):
+    args = ['--bootstrap', '--gossip-interval-ms', '200', '--ping-interval-ms', '1000']
+    args += list(extra)
+    self.raft_nodes = nodes
+    self.raft_extra = extra
+    return self.start(*args, peers=[p for p in nodes if p is not self])
+
+
+Node.start_raft = _start_raft
