@@ -882,6 +882,8 @@ static void handle_append_resp(struct raft *r, const struct raft_msg *m)
     if (!p)
         return;
     p->recent_active = true;
+    if (m->index > last_index(r))
+        return; /* acknowledges entries we never had: a corrupt or forged message */
     if (m->reject) {
         if (maybe_decr_to(r, p, m)) {
             if (p->state == PR_REPLICATE)

@@ -543,6 +543,95 @@ static void corrupt_storage_is_refused_at_start(void **state)
     assert_int_equal(raft_create(&cfg, &boot, &r), NX_ERR_INVAL);
 }
 
+/* Fixes the CRC trailer after a deliberate change, so the parser itself is exercised. */
+static void fix_crc(uint8_t *buf, size_t len)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i + 4 < len; i++) {
+        c ^= buf[i];
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    c ^= 0xFFFFFFFFu;
+    for (int i = 0; i < 4; i++)
+        buf[len - 4 + i] = (uint8_t)(c >> (8 * i));
+}
+
+static void mutated_messages_with_valid_checksum_never_crash_a_node(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 0, true, true);
+    assert_int_equal(h_elect(&net, 1), 1);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(h_propose(&net, 1, "value"), NX_OK);
+    uint8_t conf_buf[64];
+    struct raft_conf c = {.n_voters = 3, .voters = {1, 2, 3}};
+    long cl = raft_conf_encode(&c, conf_buf, sizeof conf_buf);
+    assert_true(cl > 0);
+    struct raft_entry es[2] = {{2, 12, RAFT_ENTRY_NORMAL, 3, (const uint8_t *)"abc"},
+                               {2, 13, RAFT_ENTRY_CONF, (uint32_t)cl, conf_buf}};
+    struct raft_msg seeds[] = {
+        {.type = RAFT_MSG_APPEND,
+         .from = 2,
+         .to = 1,
+         .term = 2,
+         .log_term = 1,
+         .index = 11,
+         .commit = 11,
+         .n_entries = 2,
+         .entries = es},
+        {.type = RAFT_MSG_APPEND_RESP,
+         .from = 2,
+         .to = 1,
+         .term = 1,
+         .index = 5,
+         .reject = true,
+         .hint_index = 3,
+         .hint_term = 1},
+        {.type = RAFT_MSG_HEARTBEAT_RESP, .from = 3, .to = 1, .term = 1, .ctx = 9},
+        {.type = RAFT_MSG_SNAPSHOT,
+         .from = 3,
+         .to = 1,
+         .term = 1,
+         .snapshot = {20, 1, {.n_voters = 1, .voters = {3}}, 2, (const uint8_t *)"kv"}},
+        {.type = RAFT_MSG_PRE_VOTE, .from = 3, .to = 1, .term = 5, .log_term = 1, .index = 11},
+    };
+    struct nx_rng rng;
+    nx_rng_seed(&rng, 99);
+    uint32_t decoded = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        uint8_t buf[512];
+        const struct raft_msg *sm = &seeds[iter % NX_ARRAY_LEN(seeds)];
+        long n = raft_msg_encode(sm, buf, sizeof buf);
+        assert_true(n > 0);
+        int flips = 1 + (int)nx_rng_below(&rng, 4);
+        for (int f = 0; f < flips; f++)
+            buf[nx_rng_below(&rng, (uint64_t)n - 4)] ^= (uint8_t)(1 + nx_rng_below(&rng, 255));
+        size_t len = (size_t)n;
+        if (nx_rng_below(&rng, 4) == 0)
+            len = 5 + nx_rng_below(&rng, (uint64_t)n - 4);
+        fix_crc(buf, len);
+        struct raft_msg m;
+        int rc = raft_msg_decode(buf, len, &m);
+        assert_true(rc == NX_OK || rc == NX_ERR_DECODE);
+        if (rc != NX_OK)
+            continue;
+        decoded++;
+        m.to = 1 + nx_rng_below(&rng, 3);
+        if (m.from == m.to || m.from > 3)
+            m.from = m.to % 3 + 1;
+        rc = raft_step(h_node(&net, m.to)->r, &m);
+        assert_true(rc == NX_OK || rc == NX_ERR_INVAL);
+        raft_msg_clear(&m);
+        h_settle(&net);
+        if (iter % 100 == 0)
+            h_tick(&net, 1);
+    }
+    assert_true(decoded > 1000);
+    h_free(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -563,6 +652,7 @@ int main(void)
         cmocka_unit_test(inflight_window_caps_unacknowledged_appends),
         cmocka_unit_test(proposals_are_checked),
         cmocka_unit_test(corrupt_storage_is_refused_at_start),
+        cmocka_unit_test(mutated_messages_with_valid_checksum_never_crash_a_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
