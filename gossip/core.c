@@ -56,6 +56,7 @@ struct member {
 struct relay {
     bool used;
     uint8_t origin[GOSSIP_ID_BYTES];
+    char origin_addr[GOSSIP_ADDR_MAX + 1]; /* from the ping-req; may be "" */
     uint32_t origin_seq;
     uint32_t seq;
     uint64_t deadline_ms;
@@ -492,10 +493,14 @@ static void send_small(struct gossip_core *c, uint32_t to_idx, const uint8_t *to
     gw_put_header(&w, type, seq);
     if (target)
         gw_put_bytes(&w, target, GOSSIP_ID_BYTES);
-    if (type == GOSSIP_MSG_PING_REQ) {
-        size_t n = strlen(target_addr);
-        gw_put_u8(&w, (uint8_t)n);
-        gw_put_bytes(&w, target_addr, n);
+    if (type == GOSSIP_MSG_PING_REQ)
+        gw_put_addr(&w, target_addr);
+    if (type == GOSSIP_MSG_PING || type == GOSSIP_MSG_PING_REQ) {
+        /* our own address, so that a member who does not know us yet (we
+         * just joined, or it holds a partial view) can still answer */
+        char self_addr[GOSSIP_ADDR_MAX + 1];
+        member_addr(c, 0, self_addr);
+        gw_put_addr(&w, self_addr);
     }
     put_piggyback(c, &w, to_idx != NO_INDEX ? to_idx : find(c, to_id));
     if (to_idx != NO_INDEX)
@@ -558,8 +563,15 @@ static void refute(struct gossip_core *c, uint64_t now, uint64_t claimed)
     emit(c, now, GOSSIP_EV_REFUTE, 0);
 }
 
+/*
+ * spread_new: re-broadcast if the member is new to us; spread_known: if it is
+ * a newer incarnation of a member we knew. Push-pull merges pass false for
+ * third parties that are new to us: anti-entropy already delivers those, and
+ * re-broadcasting them would flood the piggy-back budget of nodes with partial
+ * views and starve real news.
+ */
 static void on_alive(struct gossip_core *c, uint64_t now, const uint8_t *id, uint64_t inc,
-                     const uint8_t *meta, uint16_t meta_len, bool spread)
+                     const uint8_t *meta, uint16_t meta_len, bool spread_new, bool spread_known)
 {
     if (meta_len > c->cfg.max_meta_bytes) {
         c->ctr.drops[GOSSIP_DROP_META]++;
@@ -576,7 +588,7 @@ static void on_alive(struct gossip_core *c, uint64_t now, const uint8_t *id, uin
         if (idx == NO_INDEX)
             return;
         emit(c, now, GOSSIP_EV_JOIN, idx);
-        if (spread)
+        if (spread_new)
             enqueue(c, idx, 0);
         return;
     }
@@ -591,7 +603,7 @@ static void on_alive(struct gossip_core *c, uint64_t now, const uint8_t *id, uin
         emit(c, now, GOSSIP_EV_ALIVE, idx);
     else if (meta_changed)
         emit(c, now, GOSSIP_EV_META, idx);
-    if (spread)
+    if (spread_known)
         enqueue(c, idx, 0);
 }
 
@@ -681,12 +693,13 @@ static void on_dead_or_left(struct gossip_core *c, uint64_t now, const uint8_t *
     enqueue(c, idx, 0);
 }
 
-static void apply_update(struct gossip_core *c, uint64_t now, const struct gw_update *u)
+static void apply_update(struct gossip_core *c, uint64_t now, const struct gw_update *u,
+                         bool spread_new)
 {
     c->ctr.updates_received++;
     switch (u->kind) {
     case GW_ALIVE:
-        on_alive(c, now, u->id, u->incarnation, u->meta, u->meta_len, true);
+        on_alive(c, now, u->id, u->incarnation, u->meta, u->meta_len, spread_new, true);
         break;
     case GW_SUSPECT:
         on_suspect(c, now, u->id, u->incarnation, u->from);
@@ -879,6 +892,8 @@ static void on_ping_req(struct gossip_core *c, uint64_t now, const uint8_t *from
     }
     r->used = true;
     memcpy(r->origin, from, GOSSIP_ID_BYTES);
+    memcpy(r->origin_addr, msg->reply_addr, msg->reply_addr_len);
+    r->origin_addr[msg->reply_addr_len] = '\0';
     r->origin_seq = msg->seq;
     r->seq = ++c->seq;
     /* answer (ack or nack) well inside the origin's indirect window */
@@ -886,15 +901,21 @@ static void on_ping_req(struct gossip_core *c, uint64_t now, const uint8_t *from
     send_small(c, NO_INDEX, msg->target, addr, GOSSIP_MSG_PING, r->seq, msg->target, NULL);
 }
 
-/* Sends a small reply (ack or nack) to a peer we must know the address of. */
-static void reply(struct gossip_core *c, const uint8_t *to, uint8_t type, uint32_t seq)
+/*
+ * Sends a small reply (ack or nack) to `to`: at the address we hold for it,
+ * else at the address it gave in its request (addr, may be "").
+ */
+static void reply(struct gossip_core *c, const uint8_t *to, const char *addr, uint8_t type,
+                  uint32_t seq)
 {
+    char known[GOSSIP_ADDR_MAX + 1];
     uint32_t idx = find(c, to);
-    if (idx == NO_INDEX || idx == 0) {
+    if (idx != NO_INDEX && idx != 0 && member_addr(c, idx, known))
+        send_small(c, idx, NULL, NULL, type, seq, NULL, NULL);
+    else if (idx != 0 && addr[0] != '\0')
+        send_small(c, NO_INDEX, to, addr, type, seq, NULL, NULL);
+    else
         c->ctr.drops[GOSSIP_DROP_UNKNOWN_PEER]++;
-        return;
-    }
-    send_small(c, idx, NULL, NULL, type, seq, NULL, NULL);
 }
 
 static void on_ack(struct gossip_core *c, uint64_t now, uint32_t seq)
@@ -911,7 +932,7 @@ static void on_ack(struct gossip_core *c, uint64_t now, uint32_t seq)
         struct relay *r = &c->relays[i];
         if (r->used && r->seq == seq) {
             r->used = false;
-            reply(c, r->origin, GOSSIP_MSG_ACK, r->origin_seq);
+            reply(c, r->origin, r->origin_addr, GOSSIP_MSG_ACK, r->origin_seq);
             return;
         }
     }
@@ -955,12 +976,17 @@ int gossip_receive(struct gossip_core *c, uint64_t now, const uint8_t from[GOSSI
     for (uint32_t i = 0; i < msg.update_count; i++) {
         struct gw_update u;
         gw_next_update(&r, &u);
-        apply_update(c, now, &u);
+        bool merge = msg.type == GOSSIP_MSG_PUSH_PULL || msg.type == GOSSIP_MSG_PUSH_PULL_REPLY;
+        apply_update(c, now, &u, !merge || memcmp(u.id, from, GOSSIP_ID_BYTES) == 0);
     }
     switch (msg.type) {
-    case GOSSIP_MSG_PING:
-        reply(c, from, GOSSIP_MSG_ACK, msg.seq);
+    case GOSSIP_MSG_PING: {
+        char addr[GOSSIP_ADDR_MAX + 1];
+        memcpy(addr, msg.reply_addr, msg.reply_addr_len);
+        addr[msg.reply_addr_len] = '\0';
+        reply(c, from, addr, GOSSIP_MSG_ACK, msg.seq);
         break;
+    }
     case GOSSIP_MSG_PING_REQ:
         on_ping_req(c, now, from, &msg);
         break;
@@ -990,6 +1016,19 @@ int gossip_receive(struct gossip_core *c, uint64_t now, const uint8_t from[GOSSI
 }
 
 /* ---- timers ------------------------------------------------------------------ */
+
+/*
+ * Push-pull period: the configured one up to 32 live members, then one more
+ * multiple per doubling (as memberlist does), so that anti-entropy bytes per
+ * member stay bounded as the full state grows with N.
+ */
+static uint64_t push_pull_interval_ms(const struct gossip_core *c)
+{
+    uint64_t mult = 1;
+    for (uint32_t n = c->n_live; n > 32; n = (n + 1) / 2)
+        mult++;
+    return mult * c->cfg.push_pull_interval_ms;
+}
 
 static void push_pull(struct gossip_core *c, uint64_t now)
 {
@@ -1022,11 +1061,11 @@ void gossip_tick(struct gossip_core *c, uint64_t now)
             continue;
         r->used = false;
         if (c->cfg.lifeguard_nack)
-            reply(c, r->origin, GOSSIP_MSG_NACK, r->origin_seq);
+            reply(c, r->origin, r->origin_addr, GOSSIP_MSG_NACK, r->origin_seq);
     }
     expire_suspicions(c, now);
     if (c->cfg.push_pull_interval_ms && now >= c->next_push_pull_ms) {
-        c->next_push_pull_ms = now + c->cfg.push_pull_interval_ms;
+        c->next_push_pull_ms = now + push_pull_interval_ms(c);
         push_pull(c, now);
     }
     if (c->joining && now >= c->next_join_ms) {
@@ -1152,7 +1191,7 @@ int gossip_add_member(struct gossip_core *c, uint64_t now, const uint8_t id[GOSS
         return len;
     if (find(c, id) == NO_INDEX && c->n >= c->cfg.max_members)
         return NX_ERR_FULL;
-    on_alive(c, now, id, incarnation, buf, (uint16_t)len, false);
+    on_alive(c, now, id, incarnation, buf, (uint16_t)len, false, false);
     return find(c, id) == NO_INDEX ? NX_ERR_NOMEM : NX_OK;
 }
 

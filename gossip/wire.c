@@ -265,6 +265,22 @@ void gw_put_header(struct gw_writer *w, uint8_t type, uint32_t seq)
     gw_put_u32(w, seq);
 }
 
+/* A length-prefixed address: at most GOSSIP_ADDR_MAX bytes, no NUL. */
+static void get_addr(struct gw_reader *r, const uint8_t **addr, uint8_t *len)
+{
+    *len = gw_get_u8(r);
+    *addr = gw_get_bytes(r, *len);
+    if (*len > GOSSIP_ADDR_MAX || (*addr && memchr(*addr, 0, *len)))
+        r->err = true;
+}
+
+void gw_put_addr(struct gw_writer *w, const char *addr)
+{
+    size_t n = strnlen(addr, GOSSIP_ADDR_MAX);
+    gw_put_u8(w, (uint8_t)n);
+    gw_put_bytes(w, addr, n);
+}
+
 int gw_parse(struct gw_msg *msg, const uint8_t *buf, size_t len)
 {
     struct gw_reader r = {.buf = buf, .len = len};
@@ -276,13 +292,12 @@ int gw_parse(struct gw_msg *msg, const uint8_t *buf, size_t len)
     switch (msg->type) {
     case GOSSIP_MSG_PING:
         msg->target = gw_get_bytes(&r, GOSSIP_ID_BYTES);
+        get_addr(&r, &msg->reply_addr, &msg->reply_addr_len);
         break;
     case GOSSIP_MSG_PING_REQ:
         msg->target = gw_get_bytes(&r, GOSSIP_ID_BYTES);
-        msg->addr_len = gw_get_u8(&r);
-        msg->addr = gw_get_bytes(&r, msg->addr_len);
-        if (msg->addr_len > GOSSIP_ADDR_MAX || (msg->addr && memchr(msg->addr, 0, msg->addr_len)))
-            return NX_ERR_DECODE;
+        get_addr(&r, &msg->addr, &msg->addr_len);
+        get_addr(&r, &msg->reply_addr, &msg->reply_addr_len);
         break;
     case GOSSIP_MSG_ACK:
     case GOSSIP_MSG_NACK:

@@ -73,6 +73,8 @@ struct gw_msg {
     const uint8_t *target; /* PING, PING_REQ */
     const uint8_t *addr;   /* PING_REQ: target address, not NUL-terminated */
     uint8_t addr_len;
+    const uint8_t *reply_addr; /* PING, PING_REQ: the sender's own address */
+    uint8_t reply_addr_len;
     uint16_t update_count;
     struct gw_reader updates; /* positioned at the first update */
 };
@@ -86,6 +88,8 @@ int gw_parse(struct gw_msg *msg, const uint8_t *buf, size_t len) NX_MUST_USE;
 /* Reads the next update of a message gw_parse accepted. */
 void gw_next_update(struct gw_reader *r, struct gw_update *u);
 
+/* Writes a length-prefixed address (at most GOSSIP_ADDR_MAX bytes). */
+void gw_put_addr(struct gw_writer *w, const char *addr);
 /* Writes the message header. */
 void gw_put_header(struct gw_writer *w, uint8_t type, uint32_t seq);
 

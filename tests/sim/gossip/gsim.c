@@ -186,6 +186,8 @@ static void drain(struct gsim *s, uint32_t i)
         const struct gossip_out_msg *m = &rd.msgs[k];
         s->stats.messages++;
         s->stats.bytes += m->len;
+        if (m->data[1] == GOSSIP_MSG_PUSH_PULL || m->data[1] == GOSSIP_MSG_PUSH_PULL_REPLY)
+            s->stats.bytes_push_pull += m->len;
         int to = node_of(s, m->to_id);
         bool lost = to < 0 || s->nodes[to].crashed ||
                     (s->partitioned && s->nodes[to].group != s->nodes[i].group) ||

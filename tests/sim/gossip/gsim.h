@@ -44,6 +44,7 @@ struct gsim_stats {
     uint64_t deaths;           /* all DEAD events */
     uint64_t messages;         /* messages sent */
     uint64_t bytes;            /* bytes sent */
+    uint64_t bytes_push_pull;  /* of which push-pull (anti-entropy) */
     uint64_t lost;             /* dropped by loss, partition or crash */
     char first_violation[160]; /* text of the first false death, or "" */
 };
