@@ -140,6 +140,48 @@ static void run_for(double ms)
     run_until(&never, 1, ms);
 }
 
+/* Two started nodes that trust each other and know each other's address. */
+static void trusted_pair(struct tnode *a, struct tnode *b,
+                         const struct node_transport_limits *lim_a,
+                         const struct node_transport_limits *lim_b)
+{
+    node_init(a, false, lim_a);
+    node_init(b, false, lim_b);
+    introduce(a, b);
+    introduce(b, a);
+}
+
+/* Runs the loop until the counter at offset (in struct node_transport_counters) is > 0. */
+static uint64_t wait_counter(const struct tnode *n, size_t offset)
+{
+    struct node_transport_counters c;
+    uint64_t v = 0;
+    for (int i = 0; i < 500 && v == 0; i++) {
+        run_for(10);
+        node_transport_counters_get(n->tp, &c);
+        memcpy(&v, (const char *)&c + offset, sizeof v);
+    }
+    return v;
+}
+
+#define WAIT_COUNTER(n, field) wait_counter(n, offsetof(struct node_transport_counters, field))
+
+/*
+ * Sends small messages from `from` to `to` every 25 ms until one arrives:
+ * used where a connection must come back (restart, reconnect, redial) and
+ * messages sent before it did are allowed to be lost.
+ */
+static bool send_until_received(struct tnode *from, struct tnode *to, const char *text)
+{
+    uint64_t before = to->got;
+    for (int i = 0; i < 200 && to->got == before; i++) {
+        int rc = node_transport_send(from->tp, to->pk, (const uint8_t *)text, strlen(text));
+        assert_true(rc == NX_OK || rc == NX_ERR_FULL || rc == NX_ERR_UNAVAILABLE);
+        run_for(25);
+    }
+    return to->got > before;
+}
+
 static void send_seq(struct tnode *from, const uint8_t *to_pk, uint32_t seq, size_t len)
 {
     uint8_t buf[256] = {0};
@@ -151,10 +193,7 @@ static void trusted_peers_exchange_messages_both_ways(void **state)
 {
     (void)state;
     struct tnode a, b;
-    node_init(&a, false, NULL);
-    node_init(&b, false, NULL);
-    introduce(&a, &b);
-    introduce(&b, &a);
+    trusted_pair(&a, &b, NULL, NULL);
     assert_int_equal(node_transport_send(a.tp, b.pk, (const uint8_t *)"hello b", 7), NX_OK);
     assert_int_equal(node_transport_send(b.tp, a.pk, (const uint8_t *)"hello a", 7), NX_OK);
     assert_true(run_until(&b.got, 1, WAIT_MS));
@@ -181,10 +220,7 @@ static void burst_each_way(uint32_t recv_batch)
     struct node_transport_limits lim = {
         .peer_queue_msgs = 2 * BURST_MSGS, .recv_batch = recv_batch, .linger_ms = 50};
     struct tnode a, b;
-    node_init(&a, false, &lim);
-    node_init(&b, false, &lim);
-    introduce(&a, &b);
-    introduce(&b, &a);
+    trusted_pair(&a, &b, &lim, &lim);
     for (uint32_t i = 0; i < BURST_MSGS; i++) {
         send_seq(&a, b.pk, i, 64);
         send_seq(&b, a.pk, i, 64);
@@ -247,16 +283,10 @@ static void untrusted_peer_is_refused_at_the_handshake(void **state)
     introduce(&c, &a); /* c trusts a; a does not trust c */
     for (uint32_t i = 0; i < 10; i++)
         send_seq(&c, a.pk, i, 16);
-    struct node_transport_counters ca;
-    for (int i = 0; i < 200; i++) {
-        node_transport_counters_get(a.tp, &ca);
-        if (ca.refused_handshake > 0)
-            break;
-        run_for(10);
-    }
+    assert_true(WAIT_COUNTER(&a, refused_handshake) > 0);
     run_for(100); /* give a wrongly admitted message time to arrive */
+    struct node_transport_counters ca;
     node_transport_counters_get(a.tp, &ca);
-    assert_true(ca.refused_handshake > 0);
     assert_int_equal(ca.accepted_handshake, 0);
     assert_int_equal(ca.accepted_guest, 0);
     assert_int_equal(a.got, 0);
@@ -273,19 +303,9 @@ static void refused_peer_gets_through_after_it_becomes_trusted(void **state)
     node_init(&c, false, NULL);
     introduce(&c, &a);
     send_seq(&c, a.pk, 0, 8);
-    struct node_transport_counters ca = {0};
-    for (int i = 0; i < 200 && ca.refused_handshake == 0; i++) {
-        run_for(10);
-        node_transport_counters_get(a.tp, &ca);
-    }
-    assert_true(ca.refused_handshake > 0);
+    assert_true(WAIT_COUNTER(&a, refused_handshake) > 0);
     assert_int_equal(node_trust_file_add(a.trust, c.pk), NX_OK);
-    for (uint32_t i = 1; i < 200 && a.got == 0; i++) {
-        int rc = node_transport_send(c.tp, a.pk, (uint8_t[8]){(uint8_t)i}, 8);
-        assert_true(rc == NX_OK || rc == NX_ERR_FULL || rc == NX_ERR_UNAVAILABLE);
-        run_for(25);
-    }
-    assert_true(a.got > 0);
+    assert_true(send_until_received(&c, &a, "trusted now"));
     assert_memory_equal(a.last_sender, c.pk, 32);
     struct node_transport_counters cc;
     node_transport_counters_get(c.tp, &cc);
@@ -347,20 +367,12 @@ static void revoked_key_is_dropped_from_the_next_message(void **state)
 {
     (void)state;
     struct tnode a, b;
-    node_init(&a, false, NULL);
-    node_init(&b, false, NULL);
-    introduce(&a, &b);
-    introduce(&b, &a);
+    trusted_pair(&a, &b, NULL, NULL);
     send_seq(&a, b.pk, 0, 8);
     assert_true(run_until(&b.got, 1, WAIT_MS));
     assert_int_equal(node_trust_file_remove(b.trust, a.pk), NX_OK);
     send_seq(&a, b.pk, 1, 8);
-    struct node_transport_counters c = {0};
-    for (int i = 0; i < 200 && c.dropped_untrusted == 0; i++) {
-        run_for(10);
-        node_transport_counters_get(b.tp, &c);
-    }
-    assert_int_equal(c.dropped_untrusted, 1);
+    assert_int_equal(WAIT_COUNTER(&b, dropped_untrusted), 1);
     assert_int_equal(b.got, 1);
     node_fini(&a);
     node_fini(&b);
@@ -415,10 +427,7 @@ static void restarted_peer_on_the_same_port_is_reached_again(void **state)
 {
     (void)state;
     struct tnode a, b;
-    node_init(&a, false, NULL);
-    node_init(&b, false, NULL);
-    introduce(&a, &b);
-    introduce(&b, &a);
+    trusted_pair(&a, &b, NULL, NULL);
     send_seq(&a, b.pk, 0, 8);
     assert_true(run_until(&b.got, 1, WAIT_MS));
 
@@ -428,15 +437,8 @@ static void restarted_peer_on_the_same_port_is_reached_again(void **state)
     b.tp = NULL;
     run_for(50);
     node_start(&b, false, NULL, endpoint); /* same key, same port, empty memory */
-    b.got = 0;
-    b.next_seq = 1;
-    /* Send until one arrives: messages written into the dead connection are lost. */
-    for (uint32_t i = 1; i < 200 && b.got == 0; i++) {
-        int rc = node_transport_send(a.tp, b.pk, (uint8_t[8]){(uint8_t)i}, 8);
-        assert_true(rc == NX_OK || rc == NX_ERR_FULL || rc == NX_ERR_UNAVAILABLE);
-        run_for(25);
-    }
-    assert_true(b.got > 0);
+    /* Messages written into the dead connection are lost; new ones get through. */
+    assert_true(send_until_received(&a, &b, "again"));
     assert_memory_equal(b.last_sender, a.pk, 32);
     node_fini(&a);
     node_fini(&b);
@@ -452,10 +454,7 @@ static void oversize_message_is_refused_on_send_and_on_receive(void **state)
     struct node_transport_limits small = big;
     small.max_msg_bytes = 1024;
     struct tnode a, b;
-    node_init(&a, false, &big);
-    node_init(&b, false, &small);
-    introduce(&a, &b);
-    introduce(&b, &a);
+    trusted_pair(&a, &b, &big, &small);
 
     static uint8_t buf[65537];
     assert_int_equal(node_transport_send(a.tp, b.pk, buf, sizeof buf), NX_ERR_TOO_BIG);
@@ -470,12 +469,7 @@ static void oversize_message_is_refused_on_send_and_on_receive(void **state)
     run_for(200);
     assert_int_equal(b.got, 0);
     /* The connection comes back for messages within the limit. */
-    for (uint32_t i = 0; i < 100 && b.got == 0; i++) {
-        int rc = node_transport_send(a.tp, b.pk, (const uint8_t *)"small", 5);
-        assert_true(rc == NX_OK || rc == NX_ERR_FULL || rc == NX_ERR_UNAVAILABLE);
-        run_for(20);
-    }
-    assert_true(b.got > 0);
+    assert_true(send_until_received(&a, &b, "small"));
     assert_int_equal(b.last_len, 5);
     node_fini(&a);
     node_fini(&b);
