@@ -107,6 +107,10 @@ struct raft {
     size_t n_msgs;
     size_t cap_msgs;
 
+    struct raft_event events[RAFT_MAX_EVENTS];
+    uint32_t n_events;
+    uint64_t events_lost;
+
     struct raft_hard_state prev_hs;
     struct raft_soft_state prev_ss;
     bool in_ready;
@@ -115,6 +119,33 @@ struct raft {
     bool rd_snap;
     uint64_t dropped_msgs; /* outbox overflow */
 };
+
+/* ---- trace events ------------------------------------------------------- */
+
+static void emit(struct raft *r, uint8_t type, uint64_t a, uint64_t b)
+{
+    if (r->n_events + 1 >= RAFT_MAX_EVENTS) {
+        /* keep the last slot for the loss report */
+        r->events_lost++;
+        r->events[RAFT_MAX_EVENTS - 1] =
+            (struct raft_event){RAFT_EV_DROPPED, r->term, r->events_lost, 0};
+        r->n_events = RAFT_MAX_EVENTS;
+        return;
+    }
+    r->events[r->n_events++] = (struct raft_event){type, r->term, a, b};
+}
+
+const char *raft_event_name(int type)
+{
+    static const char *const names[] = {
+        "none",           "role",          "campaign",         "check_quorum_lost",
+        "conf",           "snapshot_sent", "snapshot_install", "transfer_abort",
+        "append_refused", "msg_dropped",   "events_dropped",
+    };
+    if (type < 0 || type >= (int)NX_ARRAY_LEN(names))
+        return "unknown";
+    return names[type];
+}
 
 /* ---- log ---------------------------------------------------------------- */
 
@@ -351,6 +382,7 @@ static void set_conf(struct raft *r, const struct raft_conf *c, uint64_t index)
         slot_used[s] = true;
     }
     r->n_prs = n;
+    emit(r, RAFT_EV_CONF, index, c->n_voters);
     if (r->transferee && !is_voter(r, r->transferee))
         r->transferee = 0;
 }
@@ -394,6 +426,7 @@ static struct raft_msg *msg_new(struct raft *r, uint8_t type, uint64_t to)
 {
     if (r->n_msgs >= RAFT_MAX_MSGS) {
         r->dropped_msgs++;
+        emit(r, RAFT_EV_MSG_DROPPED, r->dropped_msgs, 0);
         return NULL;
     }
     if (r->n_msgs == r->cap_msgs) {
@@ -487,6 +520,7 @@ static void become_follower(struct raft *r, uint64_t term, uint64_t leader)
     reset(r, term);
     r->role = RAFT_FOLLOWER;
     r->leader = leader;
+    emit(r, RAFT_EV_ROLE, RAFT_FOLLOWER, leader);
 }
 
 static void bcast_append(struct raft *r);
@@ -498,6 +532,7 @@ static void become_leader(struct raft *r)
     reset(r, r->term);
     r->role = RAFT_LEADER;
     r->leader = r->id;
+    emit(r, RAFT_EV_ROLE, RAFT_LEADER, r->id);
     /* The no-op of this term: it lets the leader commit earlier entries (I5). */
     if (log_append(r, r->term, RAFT_ENTRY_NORMAL, NULL, 0) != NX_OK) {
         become_follower(r, r->term, 0);
@@ -536,6 +571,7 @@ static void campaign(struct raft *r, bool pre, bool transfer)
     if (!is_voter(r, r->id))
         return;
     uint64_t vote_term;
+    emit(r, RAFT_EV_CAMPAIGN, pre, transfer);
     if (pre) {
         reset(r, r->term);
         r->role = RAFT_PRE_CANDIDATE;
@@ -589,6 +625,7 @@ static void send_snapshot(struct raft *r, struct progress *p)
         m->snapshot.data = copy;
     }
     p->state = PR_SNAPSHOT;
+    emit(r, RAFT_EV_SNAPSHOT_SENT, p->id, r->snap.index);
     p->pending_snapshot = r->snap.index;
     p->snap_elapsed = 0;
     infl_reset(p);
@@ -760,8 +797,10 @@ static void handle_append(struct raft *r, const struct raft_msg *m)
             if (match_term(r, idx, e->term))
                 continue;
             if (idx <= last_index(r)) {
-                if (idx <= r->commit)
+                if (idx <= r->commit) {
+                    emit(r, RAFT_EV_APPEND_REFUSED, m->from, idx);
                     return; /* I3: a leader must never ask this; drop */
+                }
                 conf_changed = true;
                 log_truncate(r, idx);
             }
@@ -833,6 +872,7 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
     r->snap_index = s->index;
     r->snap_term = s->term;
     r->snap_install = true;
+    emit(r, RAFT_EV_SNAPSHOT_INSTALL, s->index, s->term);
     r->commit = s->index;
     r->stable = s->index;
     set_conf(r, &s->conf, s->index);
@@ -1097,11 +1137,14 @@ void raft_tick(struct raft *r)
     for (uint32_t i = 0; i < r->n_prs; i++)
         if (r->prs[i].state == PR_SNAPSHOT)
             r->prs[i].snap_elapsed++;
-    if (r->transferee && ++r->transfer_elapsed >= r->cfg.election_tick_min)
+    if (r->transferee && ++r->transfer_elapsed >= r->cfg.election_tick_min) {
+        emit(r, RAFT_EV_TRANSFER_ABORT, r->transferee, 0);
         r->transferee = 0; /* the transfer did not finish in an election timeout */
+    }
     if (r->election_elapsed >= r->cfg.election_tick_min) {
         r->election_elapsed = 0;
         if (r->cfg.check_quorum && !quorum_active(r)) {
+            emit(r, RAFT_EV_CHECK_QUORUM_LOST, 0, 0);
             become_follower(r, r->term, 0);
             return;
         }
@@ -1300,8 +1343,8 @@ bool raft_has_ready(const struct raft *r)
     struct raft_soft_state ss = soft_state(r);
     return (r->bcast_pending && r->role == RAFT_LEADER) || r->n_msgs > 0 || r->snap_install ||
            last_index(r) > r->stable || r->commit > apply_base(r) || r->n_ready_reads > 0 ||
-           memcmp(&hs, &r->prev_hs, sizeof hs) != 0 || ss.leader != r->prev_ss.leader ||
-           ss.role != r->prev_ss.role;
+           r->n_events > 0 || memcmp(&hs, &r->prev_hs, sizeof hs) != 0 ||
+           ss.leader != r->prev_ss.leader || ss.role != r->prev_ss.role;
 }
 
 void raft_ready(struct raft *r, struct raft_ready *rd)
@@ -1333,6 +1376,8 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
     }
     rd->reads = r->ready_reads;
     rd->n_reads = r->n_ready_reads;
+    rd->events = r->events;
+    rd->n_events = r->n_events;
     r->rd_stable = last;
     r->rd_applied = to > base ? to : base;
     r->rd_snap = r->snap_install;
@@ -1359,6 +1404,8 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
         msg_free(&r->msgs[i]);
     r->n_msgs = 0;
     r->n_ready_reads = 0;
+    r->n_events = 0;
+    r->events_lost = 0;
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */

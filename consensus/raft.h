@@ -267,6 +267,35 @@ int raft_transfer_leader(struct raft *r, uint64_t to) NX_MUST_USE;
  */
 int raft_compact(struct raft *r, uint64_t index, const void *data, size_t len) NX_MUST_USE;
 
+/* ---- trace events --------------------------------------------------------
+ * The core does not log: it reports what happened in rd.events, and the host
+ * turns them into log lines (tests read them as transcripts).
+ */
+#define RAFT_MAX_EVENTS 64 /* per ready; more are counted in a RAFT_EV_DROPPED */
+
+enum raft_event_type {
+    RAFT_EV_ROLE = 1,              /* a: new enum raft_role, b: leader id (0: unknown) */
+    RAFT_EV_CAMPAIGN = 2,          /* a: 1 pre-vote, 0 vote; b: 1 when asked by a transfer */
+    RAFT_EV_CHECK_QUORUM_LOST = 3, /* the leader steps down: a: voters heard from */
+    RAFT_EV_CONF = 4,              /* configuration in force changed: a: index, b: voters */
+    RAFT_EV_SNAPSHOT_SENT = 5,     /* a: to, b: snapshot index */
+    RAFT_EV_SNAPSHOT_INSTALL = 6,  /* a: snapshot index, b: its term */
+    RAFT_EV_TRANSFER_ABORT = 7,    /* a: transferee */
+    RAFT_EV_APPEND_REFUSED = 8,    /* would truncate committed entries: a: from, b: index */
+    RAFT_EV_MSG_DROPPED = 9,       /* outbox full: a: messages dropped so far */
+    RAFT_EV_DROPPED = 10,          /* a: events lost because the event list was full */
+};
+
+struct raft_event {
+    uint8_t type; /* enum raft_event_type */
+    uint64_t term;
+    uint64_t a;
+    uint64_t b;
+};
+
+/* Short name of an event type ("role", ...), never NULL. */
+const char *raft_event_name(int type);
+
 /* ---- ready / advance ---------------------------------------------------- */
 
 struct raft_ready {
@@ -283,6 +312,8 @@ struct raft_ready {
     size_t n_committed;
     const struct raft_read_state *reads;
     size_t n_reads;
+    const struct raft_event *events; /* for the host's log; nothing to do */
+    size_t n_events;
 };
 
 bool raft_has_ready(const struct raft *r);

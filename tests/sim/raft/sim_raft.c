@@ -523,6 +523,10 @@ static void process_node(struct sim *s, struct node *nd)
             node_crash(s, nd);
             return;
         }
+        for (size_t i = 0; i < rd.n_events && s->trace; i++)
+            trace(s, "node %llu event=%s term=%llu a=%llu b=%llu", (unsigned long long)nd->id,
+                  raft_event_name(rd.events[i].type), (unsigned long long)rd.events[i].term,
+                  (unsigned long long)rd.events[i].a, (unsigned long long)rd.events[i].b);
         /* 2. send */
         for (size_t i = 0; i < rd.n_msgs; i++)
             net_send(s, &rd.msgs[i]);

@@ -29,6 +29,8 @@ struct h_node {
     uint32_t snapshots_installed;
     struct raft_read_state reads[64];
     uint32_t n_reads;
+    uint32_t events[RAFT_EV_DROPPED + 1]; /* trace events seen, by type */
+    uint32_t transfer_campaigns;
 };
 
 struct h_qmsg {
@@ -138,6 +140,13 @@ static void h_drain_node(struct h_net *net, struct h_node *nd)
             if (e->index < H_MAX_APPLIED)
                 nd->applied_term[e->index] = e->term;
             nd->last_applied = e->index;
+        }
+        for (size_t i = 0; i < rd.n_events; i++) {
+            const struct raft_event *ev = &rd.events[i];
+            if (ev->type <= RAFT_EV_DROPPED)
+                nd->events[ev->type]++;
+            if (ev->type == RAFT_EV_CAMPAIGN && ev->b)
+                nd->transfer_campaigns++;
         }
         for (size_t i = 0; i < rd.n_reads && nd->n_reads < 64; i++)
             nd->reads[nd->n_reads++] = rd.reads[i];

@@ -100,6 +100,7 @@ static void check_quorum_makes_isolated_leader_step_down(void **state)
     h_isolate(&net, 1, true);
     h_tick(&net, 30);
     assert_int_not_equal(raft_role(h_node(&net, 1)->r), RAFT_LEADER);
+    assert_int_equal(h_node(&net, 1)->events[RAFT_EV_CHECK_QUORUM_LOST], 1);
     uint64_t lead = h_leader(&net);
     assert_true(lead == 2 || lead == 3);
     h_free(&net);
@@ -220,6 +221,7 @@ static void leader_transfer_hands_over_with_timeout_now(void **state)
     h_settle(&net);
     assert_int_equal(h_leader(&net), 3);
     assert_int_equal(raft_term(h_node(&net, 3)->r), term + 1);
+    assert_int_equal(h_node(&net, 3)->transfer_campaigns, 1);
     assert_int_equal(raft_transfer_leader(h_node(&net, 3)->r, 9), NX_ERR_INVAL);
     h_free(&net);
 }
@@ -243,6 +245,8 @@ static void lagging_follower_gets_snapshot_after_compaction(void **state)
     h_tick(&net, 5);
     struct h_node *f = h_node(&net, 3);
     assert_int_equal(f->snapshots_installed, 1);
+    assert_int_equal(f->events[RAFT_EV_SNAPSHOT_INSTALL], 1);
+    assert_true(l->events[RAFT_EV_SNAPSHOT_SENT] >= 1);
     assert_int_equal(raft_commit_index(f->r), 21);
     assert_int_equal(f->last_applied, 21);
     assert_int_equal(h_propose(&net, 1, "after"), NX_OK);
