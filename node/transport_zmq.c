@@ -138,7 +138,8 @@ struct node_transport {
     struct node_transport_limits lim;
     struct peer *peers; /* owned, lim.max_peers slots */
     uint32_t *index;    /* owned; open addressing: slot + 1, 0 = empty */
-    size_t index_mask;  /* index size - 1 (a power of two >= 2 * max_peers) */
+    uint8_t hash_key[crypto_shorthash_KEYBYTES];
+    size_t index_mask; /* index size - 1 (a power of two >= 2 * max_peers) */
     size_t peer_count;
     size_t open_count;
     uint64_t use_tick;
@@ -378,15 +379,21 @@ static void close_socket(void **sock)
 
 /* ---- peer table --------------------------------------------------------- */
 
-static size_t pk_hash(const uint8_t pk[NODE_TRANSPORT_PK_BYTES])
+/*
+ * Keyed (SipHash) so that a joiner grinding its key cannot lengthen probe
+ * chains: keys are chosen by their owners, not by us.
+ */
+static size_t pk_hash(const struct node_transport *tp, const uint8_t pk[NODE_TRANSPORT_PK_BYTES])
 {
-    return (size_t)load64_le(pk); /* keys are uniformly random */
+    uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, pk, NODE_TRANSPORT_PK_BYTES, tp->hash_key);
+    return (size_t)load64_le(h);
 }
 
 static struct peer *peer_find(const struct node_transport *tp,
                               const uint8_t pk[NODE_TRANSPORT_PK_BYTES])
 {
-    for (size_t i = pk_hash(pk) & tp->index_mask;; i = (i + 1) & tp->index_mask) {
+    for (size_t i = pk_hash(tp, pk) & tp->index_mask;; i = (i + 1) & tp->index_mask) {
         uint32_t v = tp->index[i];
         if (v == 0)
             return NULL;
@@ -398,7 +405,7 @@ static struct peer *peer_find(const struct node_transport *tp,
 
 static void index_insert(struct node_transport *tp, uint32_t slot)
 {
-    size_t i = pk_hash(tp->peers[slot].pk) & tp->index_mask;
+    size_t i = pk_hash(tp, tp->peers[slot].pk) & tp->index_mask;
     while (tp->index[i] != 0)
         i = (i + 1) & tp->index_mask;
     tp->index[i] = slot + 1;
@@ -1000,6 +1007,7 @@ int node_transport_create(struct node_transport **out, const struct node_transpo
     while (index_size < 2 * (size_t)tp->lim.max_peers)
         index_size <<= 1;
     tp->index_mask = index_size - 1;
+    crypto_shorthash_keygen(tp->hash_key);
     tp->index = calloc(index_size, sizeof *tp->index);
     tp->peers = calloc(tp->lim.max_peers, sizeof *tp->peers);
     rc = NX_ERR_NOMEM;

@@ -539,6 +539,32 @@ static void peer_table_is_bounded_and_checks_input(void **state)
     node_fini(&a);
 }
 
+static void peer_table_keeps_every_key_through_adds_and_removes(void **state)
+{
+    (void)state;
+    enum { N = 1024 };
+    struct node_transport_limits lim = {.max_peers = N};
+    struct tnode a;
+    node_init(&a, false, &lim);
+    static uint8_t pk[N][32];
+    uint8_t sk[64];
+    for (int i = 0; i < N; i++) {
+        crypto_sign_keypair(pk[i], sk);
+        assert_int_equal(node_transport_peer_set(a.tp, pk[i], "tcp://127.0.0.1:1"), NX_OK);
+    }
+    for (int i = 0; i < N; i += 2)
+        assert_int_equal(node_transport_peer_remove(a.tp, pk[i]), NX_OK);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(node_transport_peer_known(a.tp, pk[i]), i % 2 == 1);
+    for (int i = 0; i < N; i += 2)
+        assert_int_equal(node_transport_peer_set(a.tp, pk[i], "tcp://127.0.0.1:2"), NX_OK);
+    for (int i = 0; i < N; i++)
+        assert_true(node_transport_peer_known(a.tp, pk[i]));
+    assert_int_equal(node_transport_peer_count(a.tp), N);
+    assert_int_equal(node_transport_connection_count(a.tp), 0);
+    node_fini(&a);
+}
+
 static void curve_key_maps_back_to_its_ed25519_key(void **state)
 {
     (void)state;
@@ -736,6 +762,8 @@ int main(void)
                                         loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(peer_table_is_bounded_and_checks_input, loop_setup,
                                         loop_teardown),
+        cmocka_unit_test_setup_teardown(peer_table_keeps_every_key_through_adds_and_removes,
+                                        loop_setup, loop_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
