@@ -542,6 +542,56 @@ static void lifeguard_health_rises_when_acks_are_missed(void **state)
     net_free(&net);
 }
 
+static void trace_events_follow_a_failed_probe(void **state)
+{
+    (void)state;
+    struct gossip_config cfg = small_config();
+    cfg.trace = true;
+    struct net net;
+    net_init(&net, 4, &cfg);
+    net.down[2] = true;
+    net_run(&net, 6000);
+    /* someone probed 2, fell back to ping-req, got nacks, and gave up */
+    int probes = 0, ping_reqs = 0, nacks = 0, fails = 0;
+    for (int i = 0; i < 4; i++) {
+        probes += net.events[i][GOSSIP_TRACE_PROBE];
+        ping_reqs += net.events[i][GOSSIP_TRACE_PING_REQ];
+        nacks += net.events[i][GOSSIP_TRACE_NACK];
+        fails += net.events[i][GOSSIP_TRACE_PROBE_FAIL];
+    }
+    assert_true(probes >= 12);
+    assert_true(ping_reqs >= 1 && nacks >= 1 && fails >= 1);
+    assert_true(net.events[0][GOSSIP_EV_SUSPECT] >= 1);
+    assert_string_equal(gossip_event_name(GOSSIP_TRACE_NACK), "nack");
+    assert_string_equal(gossip_state_name(GOSSIP_SUSPECT), "suspect");
+    net_free(&net);
+}
+
+static void misdirected_ping_is_dropped_and_counted(void **state)
+{
+    (void)state;
+    uint8_t msg[1400];
+    size_t len = capture_ping(msg, sizeof msg);
+    struct gossip_config cfg = small_config();
+    struct net net;
+    net_init(&net, 3, &cfg);
+    /* the captured ping is addressed to some member of another run: not us */
+    uint8_t *target = msg + GW_HEADER_BYTES;
+    memset(target, 0xee, GOSSIP_ID_BYTES);
+    assert_int_equal(gossip_receive(net.cores[1], net.now, net.ids[0], msg, len), NX_OK);
+    assert_int_equal(gossip_counters(net.cores[1])->drops[GOSSIP_DROP_MISDIRECTED], 1);
+    struct gossip_ready rd;
+    gossip_ready(net.cores[1], &rd);
+    assert_int_equal(rd.msg_count, 0); /* no ack */
+    gossip_advance(net.cores[1]);
+    /* member 0 is always us */
+    struct gossip_member_info info;
+    assert_int_equal(gossip_member_get(net.cores[1], 0, &info), NX_OK);
+    assert_memory_equal(info.id, net.ids[1], GOSSIP_ID_BYTES);
+    assert_int_equal(gossip_member_get(net.cores[1], 3, &info), NX_ERR_NOT_FOUND);
+    net_free(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -558,6 +608,8 @@ int main(void)
         cmocka_unit_test(metadata_update_propagates),
         cmocka_unit_test(limits_are_enforced),
         cmocka_unit_test(lifeguard_health_rises_when_acks_are_missed),
+        cmocka_unit_test(trace_events_follow_a_failed_probe),
+        cmocka_unit_test(misdirected_ping_is_dropped_and_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
