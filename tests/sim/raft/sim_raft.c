@@ -57,6 +57,7 @@ struct sim_msg {
     uint64_t to;
     size_t len;
     uint8_t *bytes;
+    bool corrupt; /* a byte was changed in flight: the decoder must refuse it */
 };
 
 struct node {
@@ -73,6 +74,10 @@ struct node {
     uint64_t crash_at_ms; /* a crash planned soon after winning an election */
     uint64_t durable_term;
     uint64_t durable_vote;
+    /* durable state machine (when the seed uses one): synced with every apply */
+    bool sm_valid;
+    uint64_t sm_applied;
+    int64_t sm_kv[SIM_KEYS];
     uint64_t leader_term;
 };
 
@@ -101,6 +106,8 @@ struct sim {
     uint32_t loss_pct;
     uint32_t dup_pct;
     uint32_t max_delay_ms;
+    uint32_t corrupt_pm; /* messages corrupted in flight, per mille */
+    bool durable_sm;     /* the host keeps its state machine on disk (boot.applied) */
     bool faults;
     struct sim_msg *queue;
     size_t n_queue;
@@ -198,6 +205,13 @@ static void node_start(struct sim *s, struct node *nd)
 {
     struct raft_boot boot;
     raft_mem_boot(nd->mem, &boot);
+    /*
+     * A durable state machine resumes where it was, unless a snapshot stored by a
+     * ready was not installed before a crash: then the snapshot wins.
+     */
+    bool resume = s->durable_sm && nd->sm_valid && nd->sm_applied >= boot.snapshot.index;
+    if (resume)
+        boot.applied = nd->sm_applied;
     int rc = raft_create(&nd->cfg, &boot, &nd->r);
     if (rc != NX_OK) {
         sim_fail(s, "node %llu: restart failed: %s", (unsigned long long)nd->id, nx_strerror(rc));
@@ -210,6 +224,10 @@ static void node_start(struct sim *s, struct node *nd)
     if (boot.snapshot.len == SIM_KEYS * 8)
         memcpy(nd->kv, boot.snapshot.data, sizeof nd->kv);
     nd->applied = boot.snapshot.index;
+    if (resume) {
+        memcpy(nd->kv, nd->sm_kv, sizeof nd->kv);
+        nd->applied = nd->sm_applied;
+    }
     nd->next_tick_ms = s->now + 1 + rnd(s, SIM_TICK_MS);
     nd->stall_until_ms = 0;
     nd->crash_at_ms = 0;
@@ -264,7 +282,10 @@ static void net_send(struct sim *s, const struct raft_msg *m)
         uint64_t delay = 1 + rnd(s, s->max_delay_ms);
         if (s->faults && chance(s, 10))
             delay += 100 + rnd(s, 200); /* a straggler */
-        s->queue[s->n_queue++] = (struct sim_msg){s->now + delay, m->to, (size_t)n, b};
+        bool corrupt = s->faults && chance(s, s->corrupt_pm);
+        if (corrupt)
+            b[rnd(s, (uint64_t)n)] ^= (uint8_t)(1 + rnd(s, 255));
+        s->queue[s->n_queue++] = (struct sim_msg){s->now + delay, m->to, (size_t)n, b, corrupt};
     }
     free(buf);
 }
@@ -280,7 +301,11 @@ static void net_deliver(struct sim *s)
         s->queue[i] = s->queue[--s->n_queue];
         struct node *nd = &s->nodes[qm.to];
         struct raft_msg m;
-        if (raft_msg_decode(qm.bytes, qm.len, &m) != NX_OK) {
+        int drc = raft_msg_decode(qm.bytes, qm.len, &m);
+        if (qm.corrupt) {
+            if (drc == NX_OK)
+                sim_fail(s, "a message corrupted in flight was accepted");
+        } else if (drc != NX_OK) {
             sim_fail(s, "decode of an encoded message failed");
         } else if (nd->up && !(s->faults && s->cut[m.from][m.to])) {
             s->msgs_delivered++;
@@ -567,6 +592,11 @@ static void process_node(struct sim *s, struct node *nd)
                     c->st = C_READ_APPLY;
                 }
             }
+        }
+        if (s->durable_sm) {
+            memcpy(nd->sm_kv, nd->kv, sizeof nd->kv);
+            nd->sm_applied = nd->applied;
+            nd->sm_valid = true;
         }
         /* 4. advance */
         raft_advance(nd->r, &rd);
@@ -924,6 +954,8 @@ static bool run_seed(uint64_t seed, bool trace_on, char *why, size_t why_len, st
             sim_fail(s, "storage");
         node_start(s, nd);
     }
+    s->durable_sm = chance(s, 500);
+    s->corrupt_pm = (uint32_t)rnd(s, 3);
     s->faults = true;
     set_network(s);
     while (s->now < SIM_SAFETY_MS && !s->failed)
