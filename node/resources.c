@@ -156,22 +156,67 @@ static int read_meminfo(const char *root, uint64_t *total, uint64_t *avail)
     return NX_OK;
 }
 
-/* Online CPUs: the "cpuN" lines of <root>/stat; 0 when unreadable. */
-static uint32_t count_cpus(const char *root)
+/* What <root>/stat says: online CPUs and the aggregate tick counters. */
+struct stat_sample {
+    uint32_t cpus;  /* "cpuN" lines; 0 when unreadable */
+    uint64_t busy;  /* ticks, from the "cpu" line */
+    uint64_t total; /* 0 when the "cpu" line is missing or malformed */
+};
+
+static void read_stat(const char *root, struct stat_sample *st)
 {
+    memset(st, 0, sizeof *st);
     FILE *f = proc_open(root, "stat");
     if (f == NULL)
-        return 0;
+        return;
     char line[512];
-    uint32_t n = 0;
     while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "cpu", 3) == 0 && line[3] >= '0' && line[3] <= '9')
-            n++;
-        /* a line longer than the buffer continues on the next fgets: it
-         * cannot start with "cpuN" again, so it is not miscounted */
+        if (strncmp(line, "cpu", 3) != 0)
+            continue; /* a line longer than the buffer continues on the next
+                       * fgets; it cannot start with "cpu" again */
+        if (line[3] >= '0' && line[3] <= '9') {
+            st->cpus++;
+            continue;
+        }
+        /* user nice system idle iowait irq softirq steal (guest is inside user) */
+        unsigned long long v[8];
+        if (sscanf(line, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]) != 8)
+            continue;
+        uint64_t busy = 0, total = 0;
+        for (int i = 0; i < 8; i++) {
+            if (v[i] > (UINT64_MAX >> 4))
+                return; /* absurd: ignore the line rather than overflow */
+            total += v[i];
+            if (i != 3 && i != 4)
+                busy += v[i];
+        }
+        st->busy = busy;
+        st->total = total;
     }
     fclose(f);
-    return n;
+}
+
+/*
+ * Busy share since the sampler's last sample, in [0, 1]; -1 when there is no
+ * usable previous sample (first call, counters reset, no time passed).
+ * Updates the sampler either way.
+ */
+static double busy_share(struct node_cpu_sampler *s, const struct stat_sample *st)
+{
+    double share = -1;
+    if (st->total == 0) {
+        s->primed = false;
+        return share;
+    }
+    if (s->primed && st->total > s->total_ticks && st->busy >= s->busy_ticks) {
+        uint64_t dtotal = st->total - s->total_ticks, dbusy = st->busy - s->busy_ticks;
+        share = dbusy >= dtotal ? 1.0 : (double)dbusy / (double)dtotal;
+    }
+    s->busy_ticks = st->busy;
+    s->total_ticks = st->total;
+    s->primed = true;
+    return share;
 }
 
 /* One-minute load average; 0 (idle) when unreadable. */
@@ -197,7 +242,9 @@ int node_resources_detect_opts(struct node_resources *r, const struct node_detec
         return NX_ERR_INVAL;
     memset(r, 0, sizeof *r);
 
-    uint32_t cpus = count_cpus(root);
+    struct stat_sample st;
+    read_stat(root, &st);
+    uint32_t cpus = st.cpus;
     if (cpus == 0 && opts->proc_root == NULL) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cpus = n > 0 ? (uint32_t)n : 1;
@@ -207,7 +254,8 @@ int node_resources_detect_opts(struct node_resources *r, const struct node_detec
     uint64_t total = (uint64_t)cpus * 1000u;
     if (total > NODE_CPU_MILLICORES_MAX)
         total = NODE_CPU_MILLICORES_MAX;
-    double used = read_load(root) * 1000.0;
+    double share = opts->cpu_sampler != NULL ? busy_share(opts->cpu_sampler, &st) : -1;
+    double used = share >= 0 ? share * (double)total : read_load(root) * 1000.0;
     uint64_t free_mc = used >= (double)total ? 0 : total - (uint64_t)used;
     uint32_t hold = opts->system_reserved_cpu_millicores;
     r->cpu_total_millicores = (uint32_t)(total > hold ? total - hold : 0);

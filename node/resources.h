@@ -17,8 +17,10 @@
  *               times 1000 millicores.
  *   CPU free    total minus the one-minute load average of <proc>/loadavg
  *               times 1000. The load average is stateless and smooth, so one
- *               busy second does not swing placement; /proc/stat deltas
- *               would react faster but need a previous sample (see
+ *               busy second does not swing placement. With a struct
+ *               node_cpu_sampler, the busy share of the "cpu" line of
+ *               <proc>/stat since the previous call instead: faster to react,
+ *               at the price of keeping the previous sample (see
  *               docs/scheduling.md).
  *   memory      MemTotal and MemAvailable of <proc>/meminfo.
  *   GPUs        NVML: nvmlInit_v2, nvmlDeviceGetCount_v2,
@@ -58,6 +60,18 @@ struct node_resources {
     bool gpu_from_nvml;       /* true when NVML reported the devices */
 };
 
+/*
+ * The previous /proc/stat sample, for CPU use measured over the interval
+ * between two detections instead of the load average. Zero-initialise it and
+ * keep it across calls; the first call (and one after the counters went
+ * backwards) falls back to the load average.
+ */
+struct node_cpu_sampler {
+    uint64_t busy_ticks;  /* user+nice+system+irq+softirq+steal at the last sample */
+    uint64_t total_ticks; /* busy plus idle and iowait */
+    bool primed;
+};
+
 /* How to detect. Zero-initialised means: real /proc, NVML, nothing held back. */
 struct node_detect_opts {
     const char *proc_root; /* borrowed; NULL means "/proc" */
@@ -70,6 +84,8 @@ struct node_detect_opts {
      * subtracted from total and free. */
     uint32_t system_reserved_cpu_millicores;
     uint64_t system_reserved_mem_bytes;
+    /* Borrowed and updated: CPU use from /proc/stat deltas; NULL: load average. */
+    struct node_cpu_sampler *cpu_sampler;
 };
 
 /*

@@ -203,6 +203,43 @@ static void gpus_override_wins_and_negative_means_none(void **state)
     assert_int_equal(r.gpu_count, 0);
 }
 
+static void write_stat(const char *root, unsigned long long busy, unsigned long long idle)
+{
+    char text[512];
+    /* user nice system idle iowait irq softirq steal guest guest_nice */
+    snprintf(text, sizeof text,
+             "cpu  %llu 0 0 %llu 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\n"
+             "cpu1 0 0 0 0 0 0 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0 0 0\ncpu3 0 0 0 0 0 0 0 0 0 0\n",
+             busy, idle);
+    write_file(root, "stat", text);
+}
+
+static void cpu_sampler_measures_busy_share_between_calls(void **state)
+{
+    struct fake_proc *p = *state;
+    struct node_cpu_sampler sampler = {0};
+    struct node_detect_opts o = opts_for(p);
+    o.cpu_sampler = &sampler;
+    struct node_resources r;
+    write_stat(p->root, 1000, 9000);
+    assert_int_equal(node_resources_detect_opts(&r, &o), NX_OK);
+    assert_int_equal(r.cpu_free_millicores, 2500); /* first call: the load average */
+    assert_true(sampler.primed);
+    write_stat(p->root, 1000 + 250, 9000 + 750); /* 25% busy since */
+    assert_int_equal(node_resources_detect_opts(&r, &o), NX_OK);
+    assert_int_equal(r.cpu_total_millicores, 4000);
+    assert_int_equal(r.cpu_free_millicores, 3000);
+    write_stat(p->root, 1250 + 1000, 9750); /* fully busy */
+    assert_int_equal(node_resources_detect_opts(&r, &o), NX_OK);
+    assert_int_equal(r.cpu_free_millicores, 0);
+    write_stat(p->root, 10, 10); /* counters went backwards: the load average again */
+    assert_int_equal(node_resources_detect_opts(&r, &o), NX_OK);
+    assert_int_equal(r.cpu_free_millicores, 2500);
+    write_stat(p->root, 10, 10); /* no time passed */
+    assert_int_equal(node_resources_detect_opts(&r, &o), NX_OK);
+    assert_int_equal(r.cpu_free_millicores, 2500);
+}
+
 static void legacy_detect_reads_this_machine(void **state)
 {
     (void)state;
@@ -356,6 +393,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(nvml_reports_each_healthy_device_with_its_memory,
                                         proc_setup, proc_teardown),
         cmocka_unit_test_setup_teardown(gpus_override_wins_and_negative_means_none, proc_setup,
+                                        proc_teardown),
+        cmocka_unit_test_setup_teardown(cpu_sampler_measures_busy_share_between_calls, proc_setup,
                                         proc_teardown),
         cmocka_unit_test(legacy_detect_reads_this_machine),
         cmocka_unit_test(reserve_then_release_returns_to_nothing_held),
