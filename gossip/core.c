@@ -139,6 +139,9 @@ static bool config_valid(const struct gossip_config *c)
            c->max_meta_bytes <= GOSSIP_META_MAX_BYTES && c->max_msg_bytes >= GOSSIP_MSG_MIN_BYTES &&
            c->max_msg_bytes <= GOSSIP_WIRE_MAX_BYTES &&
            c->max_push_pull_bytes >= c->max_msg_bytes &&
+           /* our own full ALIVE record must fit in a push-pull */
+           c->max_push_pull_bytes >=
+               GW_HEADER_BYTES + GW_COUNT_BYTES + GW_UPDATE_FIXED_BYTES + 2 + c->max_meta_bytes &&
            c->max_push_pull_bytes <= GOSSIP_WIRE_MAX_BYTES;
 }
 
@@ -254,10 +257,76 @@ static bool set_meta_bytes(struct member *m, const uint8_t *meta, uint16_t len)
 }
 
 /* Adds a new alive member; returns its index or NO_INDEX when full/no memory. */
+/* Replaces every reference to member index `from` by `to` (or drops it). */
+static void renumber(struct gossip_core *c, uint32_t from, uint32_t to)
+{
+    for (uint32_t i = 0; i < c->probe_n; i++)
+        if (c->probe_list[i] == from)
+            c->probe_list[i] = to;
+    for (uint32_t i = 0; i < c->bq_n; i++)
+        if (c->bq[i] == from)
+            c->bq[i] = to;
+    for (uint32_t i = 0; i < c->n; i++)
+        if (c->m[i].from == from)
+            c->m[i].from = to;
+    if (c->probe.target == from)
+        c->probe.target = to;
+}
+
+/*
+ * When the table is full, makes room by forgetting the dead or left member
+ * that changed state longest ago. False when every member is alive or
+ * suspect: then the newcomer is refused.
+ */
+static bool evict_one(struct gossip_core *c)
+{
+    uint32_t victim = NO_INDEX;
+    for (uint32_t i = 1; i < c->n; i++)
+        if (!is_live(c->m[i].state) &&
+            (victim == NO_INDEX || c->m[i].change_ms < c->m[victim].change_ms))
+            victim = i;
+    if (victim == NO_INDEX)
+        return false;
+    struct member *v = &c->m[victim];
+    if (v->queued) { /* drop its pending broadcast */
+        uint32_t keep = 0;
+        for (uint32_t i = 0; i < c->bq_n; i++)
+            if (c->bq[i] != victim)
+                c->bq[keep++] = c->bq[i];
+        c->bq_n = keep;
+    }
+    uint32_t p = 0; /* remove it from the probe order */
+    while (c->probe_list[p] != victim)
+        p++;
+    if (p < c->probe_pos)
+        c->probe_pos--;
+    memmove(&c->probe_list[p], &c->probe_list[p + 1], (c->probe_n - p - 1) * sizeof(uint32_t));
+    c->probe_n--;
+    if (c->probe.target == victim)
+        c->probe.active = false;
+    renumber(c, victim, 0);
+    free(v->meta);
+    uint32_t last = c->n - 1;
+    if (victim != last) {
+        c->m[victim] = c->m[last];
+        renumber(c, last, victim);
+    }
+    c->n--;
+    memset(c->slots, 0, ((size_t)c->slot_mask + 1) * sizeof *c->slots);
+    for (uint32_t i = 0; i < c->n; i++)
+        slot_insert(c, i);
+    c->ctr.evictions++;
+    return true;
+}
+
 static uint32_t add_member(struct gossip_core *c, uint64_t now, const uint8_t *id, uint64_t inc,
                            const uint8_t *meta, uint16_t meta_len)
 {
-    if (c->n >= c->cfg.max_members || grow(c) != NX_OK) {
+    if (c->n >= c->cfg.max_members && !evict_one(c)) {
+        c->ctr.drops[GOSSIP_DROP_TABLE_FULL]++;
+        return NO_INDEX;
+    }
+    if (grow(c) != NX_OK) {
         c->ctr.drops[GOSSIP_DROP_TABLE_FULL]++;
         return NO_INDEX;
     }
@@ -293,6 +362,16 @@ static void check_invariants(const struct gossip_core *c)
     }
     NX_ASSERT(live == c->n_live && susp == c->n_suspect);
     NX_ASSERT(queued == c->bq_n && c->probe_n + 1 == c->n);
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < c->probe_n; i++) {
+        NX_ASSERT(c->probe_list[i] >= 1 && c->probe_list[i] < c->n);
+        sum += c->probe_list[i];
+    }
+    NX_ASSERT(sum == (uint64_t)c->n * (c->n - 1) / 2); /* each index once (with the above) */
+    for (uint32_t i = 0; i < c->bq_n; i++)
+        NX_ASSERT(c->bq[i] < c->n && c->m[c->bq[i]].queued);
+    for (uint32_t i = 0; i < c->n; i++)
+        NX_ASSERT(c->m[i].from < c->n);
 }
 #else
 static void check_invariants(const struct gossip_core *c)
@@ -1189,10 +1268,10 @@ int gossip_add_member(struct gossip_core *c, uint64_t now, const uint8_t id[GOSS
     int len = gossip_meta_encode(meta, buf, c->cfg.max_meta_bytes);
     if (len < 0)
         return len;
-    if (find(c, id) == NO_INDEX && c->n >= c->cfg.max_members)
-        return NX_ERR_FULL;
     on_alive(c, now, id, incarnation, buf, (uint16_t)len, false, false);
-    return find(c, id) == NO_INDEX ? NX_ERR_NOMEM : NX_OK;
+    if (find(c, id) != NO_INDEX)
+        return NX_OK;
+    return c->n >= c->cfg.max_members ? NX_ERR_FULL : NX_ERR_NOMEM;
 }
 
 /* ---- outputs and queries -------------------------------------------------------- */

@@ -204,7 +204,7 @@ enum gossip_drop {
     GOSSIP_DROP_UNKNOWN_PEER = 3, /* no address to answer to */
     GOSSIP_DROP_STALE_ACK = 4,    /* ack/nack for no probe in flight */
     GOSSIP_DROP_RELAYS_FULL = 5,  /* too many ping-reqs in flight */
-    GOSSIP_DROP_TABLE_FULL = 6,   /* new member while max_members reached */
+    GOSSIP_DROP_TABLE_FULL = 6,   /* new member, table full of live members */
     GOSSIP_DROP_OUTBOX_FULL = 7,  /* host did not drain gossip_ready */
     GOSSIP_DROP_EVENTS_FULL = 8,  /* host did not drain events */
     GOSSIP_DROP_META = 9,         /* metadata over max_meta_bytes */
@@ -224,6 +224,7 @@ struct gossip_counters {
     uint64_t suspicions_learned; /* new suspicions heard from others */
     uint64_t refutations;        /* suspicions about us we refuted */
     uint64_t deaths_declared;    /* suspicion timeouts that fired here */
+    uint64_t evictions;          /* dead/left members forgotten to make room */
     uint64_t updates_sent;       /* piggy-backed updates sent */
     uint64_t updates_received;
 };

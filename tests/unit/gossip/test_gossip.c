@@ -592,6 +592,35 @@ static void misdirected_ping_is_dropped_and_counted(void **state)
     net_free(&net);
 }
 
+static void full_table_forgets_oldest_dead_member_for_a_newcomer(void **state)
+{
+    (void)state;
+    struct gossip_config cfg = small_config();
+    cfg.max_members = 4;
+    struct net net;
+    net_init(&net, 4, &cfg);
+    net.down[3] = true;
+    net_run(&net, 60000);
+    assert_int_equal(state_of(&net, 0, 3), GOSSIP_DEAD);
+    /* a fifth node joins through 0: the dead member makes room */
+    struct gossip_meta meta;
+    make_id(net.ids[4], 4);
+    make_meta(&meta, 4);
+    net.cores[4] = gossip_create(&cfg, net.ids[4], &meta, 1, 5, net.now);
+    net.n = 5;
+    assert_int_equal(gossip_join(net.cores[4], net.now, net.ids[0], "10.0.0.0:7946"), NX_OK);
+    net_run(&net, 10000);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(state_of(&net, i, 4), GOSSIP_ALIVE);
+        assert_false(gossip_member_state(net.cores[i], net.ids[3], NULL, NULL));
+        assert_int_equal(gossip_counters(net.cores[i])->evictions, 1);
+        assert_int_equal(gossip_member_count(net.cores[i]), 4);
+        for (int j = 0; j < 3; j++)
+            assert_int_equal(state_of(&net, i, j), GOSSIP_ALIVE);
+    }
+    net_free(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -610,6 +639,7 @@ int main(void)
         cmocka_unit_test(lifeguard_health_rises_when_acks_are_missed),
         cmocka_unit_test(trace_events_follow_a_failed_probe),
         cmocka_unit_test(misdirected_ping_is_dropped_and_counted),
+        cmocka_unit_test(full_table_forgets_oldest_dead_member_for_a_newcomer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
