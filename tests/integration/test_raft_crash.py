@@ -34,6 +34,13 @@ def writer(nodes, acked, stop):
 
 
 class RaftCrashLoopTest(unittest.TestCase):
+    figures = []
+
+    @classmethod
+    def tearDownClass(cls):
+        for f in cls.figures:
+            print('figure: ' + f)
+
     def test_kill9_loop_keeps_acknowledged_writes(self):
         c = Cluster()
         ok = False
@@ -65,7 +72,7 @@ class RaftCrashLoopTest(unittest.TestCase):
                     self.assertEqual((code, body.get('value')), (200, value),
                                      '%s on %s' % (key, n.name))
             snaps = sum(raft_status(n)['counters']['snapshots_made'] for n in nodes)
-            print('figure: %d acknowledged writes over %d kill -9 cycles, all present on 3 '
+            self.figures.append('%d acknowledged writes over %d kill -9 cycles, all present on 3 '
                   'nodes; %d snapshots made' % (len(acked), CYCLES, snaps))
             self.assertGreater(raft_status(leader)['snapshot_index'], 0)
             ok = True

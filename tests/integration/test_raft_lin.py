@@ -92,6 +92,13 @@ def client_loop(cid, nodes, rec, stop, counts):
 
 
 class RaftLinearizabilityTest(unittest.TestCase):
+    figures = []
+
+    @classmethod
+    def tearDownClass(cls):
+        for f in cls.figures:
+            print('figure: ' + f)
+
     def test_history_with_leader_and_follower_kill9_is_linearizable(self):
         self.assertTrue(os.path.exists(LIN_CHECK), LIN_CHECK)
         c = Cluster()
@@ -128,7 +135,7 @@ class RaftLinearizabilityTest(unittest.TestCase):
                 f.write('\n'.join(rec.lines) + '\n')
             r = subprocess.run([LIN_CHECK, path], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, timeout=120)
-            print('figure: %d ops (%s); lin_check: %s' % (len(rec.lines), counts,
+            self.figures.append('%d ops (%s); lin_check: %s' % (len(rec.lines), counts,
                                                          r.stdout.strip().replace('\n', '; ')))
             self.assertGreater(counts['ok'], 100, counts)
             self.assertEqual(r.returncode, 0, r.stdout + '\nhistory kept in ' + path)
