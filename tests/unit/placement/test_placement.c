@@ -492,6 +492,150 @@ static void charge_takes_the_gpus_a_run_would_use(void **state)
     assert_true(m.meta.gpu_mem_bytes[1] == 16 * GIB);
 }
 
+/* ---- random views against a plain reference --------------------------------- */
+
+static const char *const zones[3] = {"eu", "us", "ap"};
+
+static void random_member(struct gossip_member_info *m, struct nx_rng *r, uint8_t tag)
+{
+    static const enum gossip_state states[5] = {GOSSIP_ALIVE, GOSSIP_ALIVE, GOSSIP_SUSPECT,
+                                                GOSSIP_DEAD, GOSSIP_LEFT};
+    uint32_t cpu_total = 1000u * (uint32_t)(1 + nx_rng_below(r, 8));
+    uint64_t mem_total = GIB * (1 + nx_rng_below(r, 8));
+    make_member(m, tag, states[nx_rng_below(r, 5)], (uint32_t)nx_rng_below(r, cpu_total + 1),
+                cpu_total, nx_rng_below(r, mem_total + 1), mem_total);
+    if (nx_rng_below(r, 3) == 0) {
+        add_gpus(m, (uint32_t)nx_rng_below(r, 4), 8 * GIB);
+        for (uint32_t g = 0; g < m->meta.gpu_count; g++)
+            m->meta.gpu_mem_bytes[g] = 8 * GIB * (1 + nx_rng_below(r, 2));
+    }
+    if (nx_rng_below(r, 4) != 0)
+        add_label(m, "zone", zones[nx_rng_below(r, 3)]);
+    if (nx_rng_below(r, 2) == 0)
+        add_label(m, "ssd", "yes");
+}
+
+static void random_needs(struct place_needs *nd, struct nx_rng *r,
+                         const struct gossip_member_info *m, size_t n)
+{
+    memset(nd, 0, sizeof *nd);
+    nd->cpu_millicores = (uint32_t)nx_rng_below(r, 3000);
+    nd->mem_bytes = nx_rng_below(r, 4 * GIB);
+    nd->gpus = nx_rng_below(r, 3) == 0 ? (uint32_t)nx_rng_below(r, 3) : 0;
+    nd->gpu_mem_bytes = nx_rng_below(r, 2) ? 12 * GIB : 0;
+    static const char *const rules[6] = {"zone=eu", "zone!=us", "ssd", "!ssd", "zone", "x=y"};
+    uint32_t nrules = (uint32_t)nx_rng_below(r, 3);
+    for (uint32_t i = 0; i < nrules; i++)
+        assert_int_equal(place_needs_add(nd, rules[nx_rng_below(r, 6)]), NX_OK);
+    if (n > 0 && nx_rng_below(r, 2) == 0)
+        memcpy(nd->exclude[nd->exclude_count++], m[nx_rng_below(r, n)].id, GOSSIP_ID_BYTES);
+    if (n > 0 && nx_rng_below(r, 2) == 0)
+        memcpy(nd->avoid[nd->avoid_count++], m[nx_rng_below(r, n)].id, GOSSIP_ID_BYTES);
+}
+
+static const char *ref_label(const struct gossip_member_info *m, const char *key)
+{
+    for (uint32_t i = 0; i < m->meta.label_count; i++)
+        if (strcmp(m->meta.labels[i].key, key) == 0)
+            return m->meta.labels[i].value;
+    return NULL;
+}
+
+/* The documented rules, written out plainly: first failing check, or PLACE_FITS. */
+static enum place_reason ref_verdict(const struct place_needs *nd,
+                                     const struct gossip_member_info *m)
+{
+    if (m->state == GOSSIP_DEAD || m->state == GOSSIP_LEFT)
+        return PLACE_NOT_ALIVE;
+    for (uint32_t i = 0; i < nd->exclude_count; i++)
+        if (memcmp(nd->exclude[i], m->id, GOSSIP_ID_BYTES) == 0)
+            return PLACE_EXCLUDED;
+    for (uint32_t i = 0; i < nd->rule_count; i++) {
+        const struct place_label_rule *rule = &nd->rules[i];
+        const char *v = ref_label(m, rule->key);
+        bool eq = v != NULL && strcmp(v, rule->value) == 0;
+        bool ok = rule->op == PLACE_LABEL_EQ       ? eq
+                  : rule->op == PLACE_LABEL_NE     ? !eq
+                  : rule->op == PLACE_LABEL_EXISTS ? v != NULL
+                                                   : v == NULL;
+        if (!ok)
+            return PLACE_LABEL;
+    }
+    if (m->meta.cpu_free_millicores < nd->cpu_millicores)
+        return PLACE_CPU;
+    if (m->meta.mem_free_bytes < nd->mem_bytes)
+        return PLACE_MEM;
+    if (m->meta.gpu_count < nd->gpus)
+        return PLACE_GPU;
+    uint32_t big = 0;
+    for (uint32_t g = 0; g < m->meta.gpu_count; g++)
+        big += m->meta.gpu_mem_bytes[g] >= nd->gpu_mem_bytes;
+    if (nd->gpus > 0 && big < nd->gpus)
+        return PLACE_GPU_MEM;
+    return PLACE_FITS;
+}
+
+static double ref_score(const struct place_needs *nd, const struct gossip_member_info *m)
+{
+    const struct gossip_meta *x = &m->meta;
+    double cpu = (double)(x->cpu_free_millicores - nd->cpu_millicores) / x->cpu_total_millicores;
+    double mem = (double)(x->mem_free_bytes - nd->mem_bytes) / (double)x->mem_total_bytes;
+    double s;
+    if (nd->gpus > 0)
+        s = (cpu + mem + (double)(x->gpu_count - nd->gpus) / x->gpu_count) / 3;
+    else
+        s = (cpu + mem) / 2 * (x->gpu_count > 0 ? PLACE_GPU_SPARE_FACTOR : 1.0);
+    return s;
+}
+
+static unsigned ref_tier(const struct place_needs *nd, const struct gossip_member_info *m)
+{
+    bool avoided = false;
+    for (uint32_t i = 0; i < nd->avoid_count; i++)
+        avoided |= memcmp(nd->avoid[i], m->id, GOSSIP_ID_BYTES) == 0;
+    return (m->state == GOSSIP_ALIVE ? 2u : 0u) + (avoided ? 0u : 1u);
+}
+
+static void random_views_rank_like_a_plain_reference(void **state)
+{
+    (void)state;
+    struct gossip_member_info m[40];
+    struct place_verdict v[40];
+    struct place_pick p[40];
+    struct nx_rng r;
+    nx_rng_seed(&r, 424242);
+    unsigned fits_seen = 0, nofit_seen = 0;
+    for (int round = 0; round < 400; round++) {
+        size_t n = (size_t)nx_rng_below(&r, 41);
+        for (size_t i = 0; i < n; i++)
+            random_member(&m[i], &r, (uint8_t)(i + 1));
+        struct place_needs nd;
+        random_needs(&nd, &r, m, n);
+        struct place_result res;
+        int rc = rank(&nd, m, n, (uint64_t)round, v, p, n, &res);
+        uint32_t fit = 0;
+        for (size_t i = 0; i < n; i++) {
+            enum place_reason want = ref_verdict(&nd, &m[i]);
+            assert_int_equal(v[i].reason, want);
+            if (want != PLACE_FITS)
+                continue;
+            fit++;
+            assert_true(fabs(v[i].score - ref_score(&nd, &m[i])) < 1e-12);
+            assert_int_equal(v[i].tier, ref_tier(&nd, &m[i]));
+        }
+        assert_int_equal(res.fit_count, fit);
+        assert_int_equal(res.picked_count, fit);
+        assert_int_equal(rc, fit > 0 ? NX_OK : NX_ERR_LIMIT);
+        fits_seen += fit > 0;
+        nofit_seen += fit == 0;
+        for (uint32_t i = 1; i < fit; i++) {
+            const struct place_verdict *a = &v[p[i - 1].member], *b = &v[p[i].member];
+            assert_true(a->tier > b->tier || (a->tier == b->tier && a->score >= b->score - 1e-9));
+        }
+    }
+    assert_true(fits_seen > 50 && nofit_seen > 50); /* both paths were exercised */
+}
+
 /* ---- input ------------------------------------------------------------------ */
 
 static void constraints_parse_and_bad_input_is_refused(void **state)
@@ -551,6 +695,7 @@ int main(void)
         cmocka_unit_test(many_runs_spread_evenly_over_equal_members),
         cmocka_unit_test(many_runs_spread_in_proportion_to_capacity),
         cmocka_unit_test(charge_takes_the_gpus_a_run_would_use),
+        cmocka_unit_test(random_views_rank_like_a_plain_reference),
         cmocka_unit_test(constraints_parse_and_bad_input_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
