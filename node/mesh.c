@@ -314,7 +314,13 @@ int mesh_start(struct mesh **out, struct ev_loop *loop, const struct node_identi
     int rc = load_trust(m, cfg->trust_file, err, cap);
     if (rc != NX_OK)
         goto fail;
-    struct ncap_verifier_config vc = {.is_trusted = trust_cb, .trust_ctx = m};
+    /*
+     * Envelopes stamped before we started are refused from senders we have not
+     * heard since, so nothing captured before a restart can be replayed to us.
+     * A peer whose clock lags ours by d is refused for the first d after start.
+     */
+    struct ncap_verifier_config vc = {
+        .is_trusted = trust_cb, .trust_ctx = m, .new_sender_floor_ms = nx_clock_wall_ms()};
     memcpy(vc.cluster_id, cluster_id, NODE_CLUSTER_ID_BYTES);
     memcpy(vc.self_pk, id->pk, NODE_PK_BYTES);
     rc = ncap_verifier_new(&vc, &m->verifier);
