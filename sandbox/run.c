@@ -29,6 +29,10 @@
  *  10. every fd but 0, 1, 2 marked close-on-exec (close_range)
  *  11. execve by path (no fd-based exec, no /proc/self/fd path)
  *
+ * The child never calls a libc function that takes a lock or allocates:
+ * the parent may be threaded (RocksDB, the loop's helpers) and clone()
+ * copies only the calling thread.
+ *
  * The agent is PID 1 of its PID namespace: killing it makes the kernel kill
  * every other process in the namespace, which is how the timeout ends a run.
  */
@@ -281,6 +285,9 @@ static void zero_caps(const struct plan *p)
 static _Noreturn void child_main(const struct plan *p)
 {
     char go;
+    /* Dies with the parent during setup; set again after the uid change. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        child_fail(p, "pdeathsig", NULL);
     if (dup2(p->in_r, 0) < 0 || dup2(p->out_w, 1) < 0 || dup2(p->err_w, 2) < 0)
         child_fail(p, "stdio: dup2", NULL);
     if (read(p->sock, &go, 1) != 1)
@@ -310,12 +317,15 @@ static _Noreturn void child_main(const struct plan *p)
     if (!(p->weaken & SBX_WEAKEN_SECCOMP) &&
         prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p->prog, 0, 0) < 0)
         child_fail(p, "seccomp: load", NULL);
+    /* Raw syscalls: glibc's wrappers broadcast the change to every thread
+     * it believes exists, and after a raw clone() of a threaded parent those
+     * threads do not exist here, so the wrapper would wait forever. */
     if (!(p->weaken & SBX_WEAKEN_UID)) {
-        if (setgroups(0, NULL) < 0)
+        if (syscall(SYS_setgroups, 0, NULL) < 0)
             child_fail(p, "setgroups", NULL);
-        if (setresgid(p->gid, p->gid, p->gid) < 0)
+        if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0)
             child_fail(p, "setresgid", NULL);
-        if (setresuid(p->uid, p->uid, p->uid) < 0)
+        if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
             child_fail(p, "setresuid", NULL);
     }
     if (!(p->weaken & SBX_WEAKEN_CAPS))
