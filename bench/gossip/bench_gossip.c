@@ -174,6 +174,8 @@ static void detection(void)
 struct stress {
     uint64_t suspicions;      /* raised by failed probes: all false here */
     uint64_t slow_suspicions; /* raised by the slowed member */
+    uint64_t events_healthy;  /* suspicion events about non-slowed members, all observers */
+    uint64_t events_slowed;   /* suspicion events about slowed members, all observers */
     uint64_t deaths;          /* false deaths, all observers */
     uint64_t refutations;
     double bytes_rate;
@@ -200,6 +202,8 @@ static struct stress stress_run(bool lifeguard, uint32_t n, uint64_t periods, ui
     for (uint32_t i = 0; i < n_slow; i++)
         r.slow_suspicions += gossip_counters(gsim_core(s, 3 + i))->suspicions_raised;
     r.deaths = gsim_stats(s)->false_deaths;
+    r.events_slowed = gsim_stats(s)->slow_suspicions;
+    r.events_healthy = gsim_stats(s)->false_suspicions - r.events_slowed;
     r.bytes_rate = (double)gsim_stats(s)->bytes / n / ((double)periods);
     gsim_destroy(s);
     return r;
@@ -225,6 +229,12 @@ static void stress_table(uint32_t n, uint32_t n_slow, double loss, uint32_t lat_
     printf("%-36s %14llu %14llu %10.1f\n", "  of which by the slowed member(s)",
            (unsigned long long)off.slow_suspicions, (unsigned long long)on.slow_suspicions,
            ratio(off.slow_suspicions, on.slow_suspicions));
+    printf("%-36s %14llu %14llu %10.1f\n", "suspect events about healthy members",
+           (unsigned long long)off.events_healthy, (unsigned long long)on.events_healthy,
+           ratio(off.events_healthy, on.events_healthy));
+    printf("%-36s %14llu %14llu %10.1f\n", "suspect events about slowed members",
+           (unsigned long long)off.events_slowed, (unsigned long long)on.events_slowed,
+           ratio(off.events_slowed, on.events_slowed));
     printf("%-36s %14llu %14llu %10.1f\n", "false deaths (observer events)",
            (unsigned long long)off.deaths, (unsigned long long)on.deaths,
            ratio(off.deaths, on.deaths));

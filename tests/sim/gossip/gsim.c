@@ -172,6 +172,7 @@ static void check_event(struct gsim *s, uint32_t observer, const struct gossip_e
                      observer, j);
     } else if (e->kind == GOSSIP_EV_SUSPECT && healthy) {
         s->stats.false_suspicions++;
+        s->stats.slow_suspicions += s->nodes[j].slow > 1;
     }
 }
 

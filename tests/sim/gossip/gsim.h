@@ -40,7 +40,8 @@ struct gsim_config {
 
 struct gsim_stats {
     uint64_t false_deaths;     /* healthy node declared dead (invariant) */
-    uint64_t false_suspicions; /* healthy node suspected */
+    uint64_t false_suspicions; /* healthy node suspected (events, all observers) */
+    uint64_t slow_suspicions;  /* of which about a slowed node */
     uint64_t deaths;           /* all DEAD events */
     uint64_t messages;         /* messages sent */
     uint64_t bytes;            /* bytes sent */
