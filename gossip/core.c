@@ -9,15 +9,26 @@
  *
  * Member states and transitions (per member, as seen by this core):
  *
- *            alive(i' > i)                       suspicion timeout
- *     +-----------------------+   +-------------------------------------+
- *     v                       |   |                                     v
- *  [ALIVE] --suspect(i'>=i)--> [SUSPECT] --dead(i'>=i)--> ... --> [DEAD]
- *     |  \                        |                                 |
- *     |   +------dead(i'>=i)------|-------------------------------->|
- *     |                           |                                 |
- *     +---------left(i'>=i)-------+--------------left--------------> [LEFT]
- *  [DEAD]/[LEFT] --alive(i' > i)--> [ALIVE]   (restart or refutation)
+ *                   alive(i' > i)
+ *         +--------------------------------+
+ *         v                                |
+ *     +-------+  suspect(i' >= i)     +---------+  timeout   +------+
+ *     | ALIVE | --------------------> | SUSPECT | ---------> | DEAD |
+ *     +-------+  or own probe failed  +---------+            +------+
+ *       |   |                            |                   ^  |
+ *       |   +--------- dead(i' >= i) ----|-------------------+  |
+ *       |                                |                      |
+ *       +--------- left(i' >= i) --------+----------------------+--> [LEFT]
+ *
+ *     DEAD or LEFT --alive(i' > i)--> ALIVE     (restart or refutation)
+ *
+ *  transition                      made by
+ *  new member -> ALIVE             on_alive (add_member), gossip_add_member
+ *  * -> ALIVE (higher inc)         on_alive
+ *  ALIVE -> SUSPECT                on_suspect (message), finish_probe (ours)
+ *  SUSPECT -> DEAD                 expire_suspicions (timeout), on_dead_or_left
+ *  * -> LEFT                       on_dead_or_left, gossip_leave (ourselves)
+ *  DEAD/LEFT -> forgotten          evict_one (only when the table is full)
  *
  * About ourselves, any suspect/dead/left claim at our incarnation or above
  * is refuted by raising our incarnation above it and gossiping alive.
@@ -440,7 +451,9 @@ static void send_bytes(struct gossip_core *c, const uint8_t *to_id, const char *
     memcpy(data, w->buf, w->len);
     struct gossip_out_msg *o = &c->out[c->n_out++];
     memcpy(o->to_id, to_id, GOSSIP_ID_BYTES);
-    strcpy(o->to_addr, addr);
+    size_t addr_len = strnlen(addr, GOSSIP_ADDR_MAX);
+    memcpy(o->to_addr, addr, addr_len);
+    o->to_addr[addr_len] = '\0';
     o->data = data;
     o->len = w->len;
     c->ctr.msgs_sent[w->buf[1]]++;
@@ -534,7 +547,9 @@ static void put_piggyback(struct gossip_core *c, struct gw_writer *w, uint32_t t
     size_t budget = c->cfg.max_piggyback_bytes;
     uint32_t limit = retransmit_limit(c), sent = 0, keep = 0;
     gw_put_u16(w, 0);
-    if (to < c->n && c->m[to].state == GOSSIP_SUSPECT && member_wire_size(c, to) <= budget) {
+    bool carried = to < c->n && c->m[to].state == GOSSIP_SUSPECT &&
+                   member_wire_size(c, to) <= budget && member_wire_size(c, to) <= w->cap - w->len;
+    if (carried) {
         put_member(c, w, to, c->m[to].from);
         budget -= member_wire_size(c, to);
         sent++;
@@ -545,7 +560,7 @@ static void put_piggyback(struct gossip_core *c, struct gw_writer *w, uint32_t t
         uint32_t idx = c->bq[i];
         struct member *m = &c->m[idx];
         size_t sz = member_wire_size(c, idx);
-        if (idx == to && sent > 0 && c->m[to].state == GOSSIP_SUSPECT)
+        if (carried && idx == to)
             sz = SIZE_MAX; /* already carried above */
         if (sz <= budget && sz <= w->cap - w->len && sent < UINT16_MAX) {
             put_member(c, w, idx, m->from);
