@@ -114,6 +114,7 @@ struct sim {
     /* global record of what was applied at each index (state machine safety) */
     uint64_t *c_term;
     uint32_t *c_hash;
+    uint64_t *c_seen_term; /* lowest current term of a node applying it: >= its commit term */
     size_t c_cap;
     uint64_t c_max;
     uint64_t *term_leader;
@@ -327,16 +328,22 @@ static void record_applied(struct sim *s, struct node *nd, const struct raft_ent
             cap *= 2;
         s->c_term = realloc(s->c_term, cap * sizeof *s->c_term);
         s->c_hash = realloc(s->c_hash, cap * sizeof *s->c_hash);
+        s->c_seen_term = realloc(s->c_seen_term, cap * sizeof *s->c_seen_term);
         memset(s->c_term + s->c_cap, 0, (cap - s->c_cap) * sizeof *s->c_term);
         s->c_cap = cap;
     }
     uint32_t h = fnv(e->data, e->len) ^ e->type;
+    uint64_t seen = raft_term(nd->r);
     if (s->c_term[e->index] == 0) {
         s->c_term[e->index] = e->term;
         s->c_hash[e->index] = h;
+        s->c_seen_term[e->index] = seen;
         if (e->index > s->c_max)
             s->c_max = e->index;
-    } else if (s->c_term[e->index] != e->term || s->c_hash[e->index] != h) {
+    } else if (s->c_term[e->index] == e->term && s->c_hash[e->index] == h) {
+        if (seen < s->c_seen_term[e->index])
+            s->c_seen_term[e->index] = seen;
+    } else {
         sim_fail(s,
                  "state machine safety: node %llu applied term %llu at index %llu, another "
                  "node applied term %llu",
@@ -347,10 +354,11 @@ static void record_applied(struct sim *s, struct node *nd, const struct raft_ent
 
 static void check_leader_completeness(struct sim *s, struct node *nd)
 {
-    uint64_t first = raft_first_index(nd->r);
+    /* Entries committed in an earlier term must be in this leader's log. */
+    uint64_t first = raft_first_index(nd->r), lterm = raft_term(nd->r);
     for (uint64_t i = first; i <= s->c_max; i++) {
         uint64_t t;
-        if (s->c_term[i] == 0)
+        if (s->c_term[i] == 0 || s->c_seen_term[i] >= lterm)
             continue;
         if (!raft_entry_term(nd->r, i, &t) || t != s->c_term[i]) {
             sim_fail(s, "leader completeness: leader %llu of term %llu lacks committed index %llu",
@@ -794,6 +802,7 @@ static void sim_free(struct sim *s)
     free(s->queue);
     free(s->c_term);
     free(s->c_hash);
+    free(s->c_seen_term);
     free(s->term_leader);
     lin_history_free(&s->hist);
 }
