@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Benchmark: a three-node Raft cluster on loopback (LAN profile: 50 ms tick,
+heartbeat 1 tick, election 6..12 ticks).
+
+1. Commits per second and p50/p99 commit latency of HTTP PUTs to the leader
+   at 1, 16 and 256 concurrent proposers (asyncio, one HTTP/1.1 keep-alive
+   connection each), next to raw synced RocksDB puts from 1 and 16 writers on
+   the same disk in the same run (bench_rocksdb_sync, built with env.NxBench).
+2. Leader failover after kill -9 of the leader: time until the two others
+   agree on a new leader, p50 and p99 over 20 trials.
+
+The Python client is measured too (its CPU use during the run is printed): if
+it nears one core, it, not the node, is the bottleneck at high concurrency.
+"""
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'tests', 'integration'))
+from harness import NEXUS, Cluster, raft_cluster, raft_leader  # noqa: E402
+
+LEVELS = [1, 16, 256]
+SECONDS_PER_LEVEL = float(os.environ.get('NX_BENCH_SECONDS', '4'))
+FAILOVER_TRIALS = int(os.environ.get('NX_BENCH_FAILOVERS', '20'))
+TICK = ('--raft-tick-ms', '50')
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, (len(xs) * p + 99) // 100 - 1))] if xs else 0
+
+
+async def proposer(host, port, token, idx, stop_at, lats, errors):
+    reader, writer = await asyncio.open_connection(host, port)
+    i = 0
+    try:
+        while time.monotonic() < stop_at:
+            body = b'value-%d-%d' % (idx, i)
+            req = (b'PUT /v1/kv/b%d-%d HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n'
+                   b'Content-Length: %d\r\n\r\n' % (idx, i, token, len(body))) + body
+            t0 = time.perf_counter()
+            writer.write(req)
+            head = await reader.readuntil(b'\r\n\r\n')
+            n = 0
+            for line in head.split(b'\r\n'):
+                if line.lower().startswith(b'content-length:'):
+                    n = int(line.split(b':')[1])
+            await reader.readexactly(n)
+            if head.startswith(b'HTTP/1.1 200'):
+                lats.append(time.perf_counter() - t0)
+            else:
+                errors.append(head.split(b'\r\n')[0])
+            i += 1
+    finally:
+        writer.close()
+
+
+async def load(leader, conc, seconds):
+    host, port = leader.api.split(':')
+    token = leader.token.encode()
+    lats, errors = [], []
+    stop_at = time.monotonic() + seconds
+    t0 = time.monotonic()
+    await asyncio.gather(*[proposer(host, int(port), token, k, stop_at, lats, errors)
+                           for k in range(conc)])
+    return len(lats) / (time.monotonic() - t0), lats, errors
+
+
+def rocksdb_baseline(workdir):
+    prog = os.path.join(os.path.dirname(os.path.abspath(NEXUS)), 'bench', 'bench_rocksdb_sync')
+    out = subprocess.run([prog, workdir], stdout=subprocess.PIPE, text=True, check=True).stdout
+    res = {}
+    for line in out.splitlines():
+        if line.startswith('RESULT'):
+            kv = dict(f.split('=') for f in line.split()[1:])
+            res[(int(kv['writers']), int(kv['sync']))] = kv
+    return res
+
+
+def failover_trials(nodes, n):
+    took = []
+    for _ in range(n):
+        leader = raft_leader(nodes, timeout=20)
+        leader.kill9()
+        t0 = time.monotonic()
+        raft_leader([x for x in nodes if x is not leader], timeout=20)
+        took.append(time.monotonic() - t0)
+        leader.start_raft(nodes, *TICK)
+        raft_leader(nodes, timeout=20)
+    return took
+
+
+def main():
+    c = Cluster()
+    rows = []
+    try:
+        nodes = raft_cluster(c, 3, *TICK)
+        leader = raft_leader(nodes)
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        results = {}
+        for conc in LEVELS:
+            w0 = time.monotonic()
+            u0 = resource.getrusage(resource.RUSAGE_SELF)
+            rate, lats, errors = asyncio.run(load(leader, conc, SECONDS_PER_LEVEL))
+            u1 = resource.getrusage(resource.RUSAGE_SELF)
+            client_cpu = ((u1.ru_utime - u0.ru_utime) + (u1.ru_stime - u0.ru_stime)) / (
+                time.monotonic() - w0)
+            results[conc] = (rate, pct(lats, 50) * 1e6, pct(lats, 99) * 1e6, len(errors),
+                             client_cpu)
+        del cpu0
+        db = rocksdb_baseline(c.workdir)
+        fo = failover_trials(nodes, FAILOVER_TRIALS)
+    finally:
+        c.close()
+    s1, s16 = db[(1, 1)], db[(16, 1)]
+    print('%-52s %12s %12s %8s' % ('metric', 'nexus', 'baseline', 'ratio'))
+    for conc in LEVELS:
+        rate, p50, p99, errs, ccpu = results[conc]
+        base = s1 if conc == 1 else s16
+        bname = 'rocksdb sync x%s' % ('1' if conc == 1 else '16')
+        rows.append(('commits/s, %d proposers (vs %s)' % (conc, bname), '%.0f/s' % rate,
+                     '%s/s' % base['ops_per_s'], rate / float(base['ops_per_s'])))
+        rows.append(('  p50 commit latency (vs %s p50)' % bname, '%.0fus' % p50,
+                     '%sus' % base['p50_us'], p50 / max(1.0, float(base['p50_us']))))
+        rows.append(('  p99 commit latency (vs %s p99)' % bname, '%.0fus' % p99,
+                     '%sus' % base['p99_us'], p99 / max(1.0, float(base['p99_us']))))
+        rows.append(('  non-200 replies; python client CPU (cores)', '%d' % errs,
+                     '%.2f' % ccpu, 0.0))
+    f50, f99 = pct(fo, 50), pct(fo, 99)
+    rows.append(('failover after kill -9 p50 (vs election min 300ms)', '%.0fms' % (f50 * 1e3),
+                 '300ms', f50 * 1e3 / 300))
+    rows.append(('failover after kill -9 p99 (vs election max 600ms)', '%.0fms' % (f99 * 1e3),
+                 '600ms', f99 * 1e3 / 600))
+    for name, a, b, ratio in rows:
+        print('%-52s %12s %12s %7.2fx' % (name, a, b, ratio))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
