@@ -1,9 +1,10 @@
 /*
  * zmq_watch.h - wires one ZeroMQ socket into a libev loop, correctly.
  *
- * Owns: an ev_io on the socket's ZMQ_FD and an ev_idle used to come back
- * without blocking. Never touches: the messages; the owner's callback reads
- * them.
+ * Owns: an ev_io on the socket's ZMQ_FD, an ev_prepare that re-checks
+ * ZMQ_EVENTS before the loop polls, and an ev_idle that keeps that poll from
+ * blocking while a re-check is due. Never touches: the messages; the owner's
+ * callback reads them.
  *
  * Why this exists: ZMQ_FD is not a level-triggered "data ready" descriptor.
  * It signals that the socket's internal command mailbox changed; ZeroMQ may
@@ -18,10 +19,10 @@
  *   - on_readable(w) is called whenever ZMQ_EVENTS has ZMQ_POLLIN; it reads up
  *     to a batch of messages with ZMQ_DONTWAIT and returns.
  *   - after on_readable returns, ZMQ_EVENTS is checked again; while it still
- *     has POLLIN after budget calls, the ev_idle is started so the loop comes
- *     back without blocking (fair to other sockets and timers).
- *   - zmq_watch_after_send(w) must follow every send on the socket: it starts
- *     the ev_idle, whose callback re-checks ZMQ_EVENTS before the loop blocks.
+ *     has POLLIN after ZMQ_WATCH_BUDGET calls, a re-check is scheduled and
+ *     the loop comes back without blocking (fair to other sockets and timers).
+ *   - zmq_watch_after_send(w) must follow every send on the socket (also a
+ *     failed one): it schedules a ZMQ_EVENTS re-check before the next poll.
  *
  * Threading: loop thread only. The struct is embedded in its owner; its
  * address must stay fixed while started.
@@ -45,12 +46,14 @@ typedef void (*zmq_watch_fn)(struct zmq_watch *w);
 
 struct zmq_watch {
     ev_io io;
+    ev_prepare prepare;
     ev_idle idle;
     struct ev_loop *loop; /* borrowed */
     void *sock;           /* borrowed zmq socket; NULL when stopped */
     zmq_watch_fn on_readable;
     void *ctx;        /* borrowed; for the owner */
-    uint64_t wakeups; /* times the fd or the idle fired (for tests/benches) */
+    bool recheck;     /* ZMQ_EVENTS must be asked before the next poll */
+    uint64_t wakeups; /* times the fd fired or a re-check ran (for tests/benches) */
 };
 
 /*
