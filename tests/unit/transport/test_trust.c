@@ -171,6 +171,45 @@ static void add_and_remove_change_membership(void **state)
     node_trust_file_free(tf);
 }
 
+/* Random text from an alphabet near the format: the parser never crashes and never half-loads. */
+static void random_text_parses_or_fails_cleanly(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "0123456789abcdefABCDEF# \t\r\nxg";
+    struct nx_rng rng;
+    nx_rng_seed(&rng, 1);
+    struct node_trust_file *tf = NULL;
+    assert_int_equal(node_trust_file_new(&tf), NX_OK);
+    char text[600];
+    int ok = 0;
+    for (int i = 0; i < 3000; i++) {
+        bool keyish = nx_rng_below(&rng, 2) == 0;
+        size_t len = keyish ? 65 * (size_t)nx_rng_below(&rng, sizeof text / 65 + 1)
+                            : (size_t)nx_rng_below(&rng, sizeof text);
+        for (size_t j = 0; j < len; j++) {
+            /* Half the cases: mostly hex with newlines every 65 chars, so some parse. */
+            if (keyish)
+                text[j] = (j % 65 == 64) ? '\n' : "0123456789abcdef"[nx_rng_below(&rng, 16)];
+            else
+                text[j] = alphabet[nx_rng_below(&rng, sizeof alphabet - 1)];
+        }
+        if (keyish && len > 0 && nx_rng_below(&rng, 4) == 0)
+            text[nx_rng_below(&rng, len)] = alphabet[nx_rng_below(&rng, sizeof alphabet - 1)];
+        size_t before = node_trust_file_count(tf);
+        char err[128] = "";
+        int rc = node_trust_file_parse(tf, "r", text, len, err, sizeof err);
+        if (rc == NX_OK) {
+            ok++;
+            assert_true(node_trust_file_count(tf) <= len / 64);
+        } else {
+            assert_int_equal(node_trust_file_count(tf), before);
+            assert_true(strncmp(err, "r:", 2) == 0);
+        }
+    }
+    assert_true(ok > 100);
+    node_trust_file_free(tf);
+}
+
 int main(void)
 {
     nx_log_set_level(NX_LOG_ERROR);
@@ -180,6 +219,7 @@ int main(void)
         cmocka_unit_test(too_long_line_and_too_many_keys_are_refused),
         cmocka_unit_test(load_and_reload_follow_the_file),
         cmocka_unit_test(add_and_remove_change_membership),
+        cmocka_unit_test(random_text_parses_or_fails_cleanly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
