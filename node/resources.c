@@ -232,6 +232,235 @@ static double read_load(const char *root)
     return load;
 }
 
+/* ---- cgroup limits -------------------------------------------------------- */
+
+/* cgroup v1 reports "no limit" as about 2^63 rounded down to a page. */
+#define CGROUP_UNLIMITED (1ull << 62)
+#define CGROUP_DIR_MAX (NODE_PROC_ROOT_MAX + 16 + NODE_CGROUP_PATH_MAX)
+
+/* Our place in each hierarchy, from <proc>/self/cgroup; "" when absent. */
+struct cg_paths {
+    char mem_v1[NODE_CGROUP_PATH_MAX];
+    char cpu_v1[NODE_CGROUP_PATH_MAX];
+    char v2[NODE_CGROUP_PATH_MAX];
+};
+
+/* The tightest limits found; UINT64_MAX when none. */
+struct cg_limits {
+    uint64_t cpu_millicores;
+    uint64_t mem_bytes;
+    uint64_t mem_free_bytes;
+};
+
+static bool has_token(const char *list, const char *tok)
+{
+    size_t n = strlen(tok);
+    for (const char *p = list;;) {
+        const char *e = strchr(p, ',');
+        size_t len = e != NULL ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncmp(p, tok, n) == 0)
+            return true;
+        if (e == NULL)
+            return false;
+        p = e + 1;
+    }
+}
+
+static void set_path(char *out, const char *path)
+{
+    snprintf(out, NODE_CGROUP_PATH_MAX, "%s", path);
+}
+
+static void read_cgroup_paths(const char *proc_root, struct cg_paths *cg)
+{
+    memset(cg, 0, sizeof *cg);
+    FILE *f = proc_open(proc_root, "self/cgroup");
+    if (f == NULL)
+        return;
+    char line[NODE_CGROUP_PATH_MAX + 128];
+    while (fgets(line, sizeof line, f)) {
+        char *nl = strchr(line, '\n');
+        if (nl == NULL && !feof(f)) {
+            int c; /* too long for us: skip the rest of the line */
+            while ((c = fgetc(f)) != EOF && c != '\n')
+                ;
+            continue;
+        }
+        if (nl != NULL)
+            *nl = '\0';
+        char *c1 = strchr(line, ':');
+        char *c2 = c1 != NULL ? strchr(c1 + 1, ':') : NULL;
+        if (c2 == NULL)
+            continue;
+        *c2 = '\0';
+        const char *ctrls = c1 + 1, *path = c2 + 1;
+        if (path[0] != '/' || strlen(path) >= NODE_CGROUP_PATH_MAX || strstr(path, "/..") != NULL)
+            continue;
+        if (ctrls[0] == '\0') {
+            set_path(cg->v2, path);
+            continue;
+        }
+        if (has_token(ctrls, "memory"))
+            set_path(cg->mem_v1, path);
+        if (has_token(ctrls, "cpu"))
+            set_path(cg->cpu_v1, path);
+    }
+    fclose(f);
+}
+
+/* First line of dir/name into buf; false when unreadable. */
+static bool read_line(const char *dir, const char *name, char *buf, size_t cap)
+{
+    char path[CGROUP_DIR_MAX + 32];
+    int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return false;
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return false;
+    bool ok = fgets(buf, (int)cap, f) != NULL;
+    fclose(f);
+    return ok;
+}
+
+/* A byte count, or UINT64_MAX for "max"; false when unreadable or malformed. */
+static bool read_bytes(const char *dir, const char *name, uint64_t *out)
+{
+    char buf[64];
+    unsigned long long v;
+    if (!read_line(dir, name, buf, sizeof buf))
+        return false;
+    if (strncmp(buf, "max", 3) == 0) {
+        *out = UINT64_MAX;
+        return true;
+    }
+    if (buf[0] < '0' || buf[0] > '9' || sscanf(buf, "%llu", &v) != 1)
+        return false;
+    *out = v;
+    return true;
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* A memory limit with its usage at one level of the hierarchy. */
+static void note_memory(struct cg_limits *lim, const char *dir, const char *limit_file,
+                        const char *usage_file)
+{
+    uint64_t limit, usage;
+    if (!read_bytes(dir, limit_file, &limit) || limit >= CGROUP_UNLIMITED)
+        return;
+    lim->mem_bytes = min_u64(lim->mem_bytes, limit);
+    if (read_bytes(dir, usage_file, &usage))
+        lim->mem_free_bytes = min_u64(lim->mem_free_bytes, usage < limit ? limit - usage : 0);
+}
+
+static void note_quota(struct cg_limits *lim, long long quota_us, long long period_us)
+{
+    if (quota_us > 0 && period_us > 0 && quota_us < (1ll << 40))
+        lim->cpu_millicores =
+            min_u64(lim->cpu_millicores, (uint64_t)quota_us * 1000u / (uint64_t)period_us);
+}
+
+enum cg_kind { CG_MEM_V1, CG_CPU_V1, CG_V2 };
+
+static void visit(struct cg_limits *lim, enum cg_kind kind, const char *dir)
+{
+    char buf[64];
+    long long quota = 0, period = 0;
+    switch (kind) {
+    case CG_MEM_V1:
+        note_memory(lim, dir, "memory.limit_in_bytes", "memory.usage_in_bytes");
+        break;
+    case CG_CPU_V1:
+        if (read_line(dir, "cpu.cfs_quota_us", buf, sizeof buf) &&
+            sscanf(buf, "%lld", &quota) == 1 &&
+            read_line(dir, "cpu.cfs_period_us", buf, sizeof buf) &&
+            sscanf(buf, "%lld", &period) == 1)
+            note_quota(lim, quota, period);
+        break;
+    case CG_V2:
+        note_memory(lim, dir, "memory.max", "memory.current");
+        if (read_line(dir, "cpu.max", buf, sizeof buf) &&
+            sscanf(buf, "%lld %lld", &quota, &period) == 2) /* "max 100000" does not parse */
+            note_quota(lim, quota, period);
+        break;
+    }
+}
+
+/* Visits <mount><path> and every ancestor up to <mount>: limits nest. */
+static void walk_up(struct cg_limits *lim, enum cg_kind kind, const char *mount, const char *path)
+{
+    char rel[NODE_CGROUP_PATH_MAX];
+    set_path(rel, path);
+    for (;;) {
+        char dir[CGROUP_DIR_MAX];
+        snprintf(dir, sizeof dir, "%s%s", mount, strcmp(rel, "/") == 0 ? "" : rel);
+        visit(lim, kind, dir);
+        if (strcmp(rel, "/") == 0)
+            break;
+        char *slash = strrchr(rel, '/');
+        if (slash == NULL)
+            break;
+        if (slash == rel)
+            rel[1] = '\0';
+        else
+            *slash = '\0';
+    }
+}
+
+static void read_cgroup_limits(const char *proc_root, const char *cg_root, struct cg_limits *lim)
+{
+    lim->cpu_millicores = lim->mem_bytes = lim->mem_free_bytes = UINT64_MAX;
+    if (cg_root[0] == '\0' || strlen(cg_root) > NODE_PROC_ROOT_MAX)
+        return;
+    struct cg_paths cg;
+    read_cgroup_paths(proc_root, &cg);
+    char mount[CGROUP_DIR_MAX];
+    if (cg.mem_v1[0] != '\0') {
+        snprintf(mount, sizeof mount, "%s/memory", cg_root);
+        walk_up(lim, CG_MEM_V1, mount, cg.mem_v1);
+    }
+    if (cg.cpu_v1[0] != '\0') {
+        snprintf(mount, sizeof mount, "%s/cpu", cg_root);
+        walk_up(lim, CG_CPU_V1, mount, cg.cpu_v1);
+    }
+    if (cg.v2[0] != '\0') {
+        /* unified at the root (v2 only), or under unified/ (hybrid) */
+        char probe[CGROUP_DIR_MAX + 32];
+        snprintf(probe, sizeof probe, "%s/cgroup.controllers", cg_root);
+        snprintf(mount, sizeof mount, access(probe, F_OK) == 0 ? "%s" : "%s/unified", cg_root);
+        walk_up(lim, CG_V2, mount, cg.v2);
+    }
+}
+
+/* CPU total and free in millicores, before cgroup limits and the system reserve. */
+static void detect_cpu(const char *root, bool real_proc, struct node_cpu_sampler *sampler,
+                       uint64_t *total_out, uint64_t *free_out)
+{
+    struct stat_sample st;
+    read_stat(root, &st);
+    uint32_t cpus = st.cpus;
+    if (cpus == 0 && real_proc) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cpus = n > 0 ? (uint32_t)n : 1;
+    }
+    if (cpus == 0)
+        cpus = 1;
+    uint64_t total = min_u64((uint64_t)cpus * 1000u, NODE_CPU_MILLICORES_MAX);
+    double share = sampler != NULL ? busy_share(sampler, &st) : -1;
+    double used = share >= 0 ? share * (double)total : read_load(root) * 1000.0;
+    *total_out = total;
+    *free_out = used >= (double)total ? 0 : total - (uint64_t)used;
+}
+
+static uint64_t minus(uint64_t a, uint64_t b)
+{
+    return a > b ? a - b : 0;
+}
+
 int node_resources_detect_opts(struct node_resources *r, const struct node_detect_opts *opts)
 {
     static const struct node_detect_opts defaults = {0};
@@ -242,31 +471,25 @@ int node_resources_detect_opts(struct node_resources *r, const struct node_detec
         return NX_ERR_INVAL;
     memset(r, 0, sizeof *r);
 
-    struct stat_sample st;
-    read_stat(root, &st);
-    uint32_t cpus = st.cpus;
-    if (cpus == 0 && opts->proc_root == NULL) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        cpus = n > 0 ? (uint32_t)n : 1;
-    }
-    if (cpus == 0)
-        cpus = 1;
-    uint64_t total = (uint64_t)cpus * 1000u;
-    if (total > NODE_CPU_MILLICORES_MAX)
-        total = NODE_CPU_MILLICORES_MAX;
-    double share = opts->cpu_sampler != NULL ? busy_share(opts->cpu_sampler, &st) : -1;
-    double used = share >= 0 ? share * (double)total : read_load(root) * 1000.0;
-    uint64_t free_mc = used >= (double)total ? 0 : total - (uint64_t)used;
-    uint32_t hold = opts->system_reserved_cpu_millicores;
-    r->cpu_total_millicores = (uint32_t)(total > hold ? total - hold : 0);
-    r->cpu_free_millicores = (uint32_t)(free_mc > hold ? free_mc - hold : 0);
-
+    uint64_t cpu_total, cpu_free;
+    detect_cpu(root, opts->proc_root == NULL, opts->cpu_sampler, &cpu_total, &cpu_free);
     int rc = read_meminfo(root, &r->mem_total_bytes, &r->mem_free_bytes);
     if (rc != NX_OK)
         return rc;
-    uint64_t mhold = opts->system_reserved_mem_bytes;
-    r->mem_total_bytes = r->mem_total_bytes > mhold ? r->mem_total_bytes - mhold : 0;
-    r->mem_free_bytes = r->mem_free_bytes > mhold ? r->mem_free_bytes - mhold : 0;
+
+    struct cg_limits lim;
+    read_cgroup_limits(root, opts->cgroup_root != NULL ? opts->cgroup_root : "/sys/fs/cgroup",
+                       &lim);
+    r->cgroup_limited = lim.cpu_millicores < cpu_total || lim.mem_bytes < r->mem_total_bytes;
+    cpu_total = min_u64(cpu_total, lim.cpu_millicores);
+    cpu_free = min_u64(cpu_free, cpu_total);
+    r->mem_total_bytes = min_u64(r->mem_total_bytes, lim.mem_bytes);
+    r->mem_free_bytes = min_u64(min_u64(r->mem_free_bytes, lim.mem_free_bytes), r->mem_total_bytes);
+
+    r->cpu_total_millicores = (uint32_t)minus(cpu_total, opts->system_reserved_cpu_millicores);
+    r->cpu_free_millicores = (uint32_t)minus(cpu_free, opts->system_reserved_cpu_millicores);
+    r->mem_total_bytes = minus(r->mem_total_bytes, opts->system_reserved_mem_bytes);
+    r->mem_free_bytes = minus(r->mem_free_bytes, opts->system_reserved_mem_bytes);
 
     if (opts->gpus > 0) {
         r->gpu_count = opts->gpus > NODE_GPUS_MAX ? NODE_GPUS_MAX : (uint32_t)opts->gpus;

@@ -23,6 +23,10 @@
  *               at the price of keeping the previous sample (see
  *               docs/scheduling.md).
  *   memory      MemTotal and MemAvailable of <proc>/meminfo.
+ *   cgroups     the node's own cgroups (<proc>/self/cgroup, v1 or v2) and
+ *               their ancestors: a CPU quota caps the CPU total, a memory
+ *               limit caps the memory total and (limit - usage) the free
+ *               memory. In a container /proc shows the host; this does not.
  *   GPUs        NVML: nvmlInit_v2, nvmlDeviceGetCount_v2,
  *               nvmlDeviceGetHandleByIndex_v2, nvmlDeviceGetMemoryInfo;
  *               total memory per device. The --gpus override wins.
@@ -40,8 +44,9 @@
 
 #include "base/base.h"
 
-#define NODE_GPUS_MAX 16       /* devices listed (= GOSSIP_GPUS_MAX) */
-#define NODE_PROC_ROOT_MAX 200 /* bytes of a proc root path */
+#define NODE_GPUS_MAX 16         /* devices listed (= GOSSIP_GPUS_MAX) */
+#define NODE_PROC_ROOT_MAX 200   /* bytes of a proc or cgroup root path */
+#define NODE_CGROUP_PATH_MAX 512 /* bytes of our path inside a cgroup hierarchy */
 #define NODE_NVML_LIB "libnvidia-ml.so.1"
 #define NODE_CPU_MILLICORES_MAX 4000000u /* 4000 CPUs: a sanity bound on input */
 
@@ -58,6 +63,7 @@ struct node_resources {
     uint32_t gpu_index[NODE_GPUS_MAX];
     uint32_t gpu_total_count; /* devices on the machine, reserved or not */
     bool gpu_from_nvml;       /* true when NVML reported the devices */
+    bool cgroup_limited;      /* a cgroup CPU quota or memory limit lowered a total */
 };
 
 /*
@@ -86,6 +92,9 @@ struct node_detect_opts {
     uint64_t system_reserved_mem_bytes;
     /* Borrowed and updated: CPU use from /proc/stat deltas; NULL: load average. */
     struct node_cpu_sampler *cpu_sampler;
+    /* Where cgroups are mounted (borrowed); NULL means "/sys/fs/cgroup", ""
+     * ignores cgroup limits. Our cgroups are read from <proc>/self/cgroup. */
+    const char *cgroup_root;
 };
 
 /*

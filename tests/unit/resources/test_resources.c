@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "node/resources.h"
@@ -58,21 +60,41 @@ static int proc_setup(void **state)
     return 0;
 }
 
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
 static int proc_teardown(void **state)
 {
     struct fake_proc *p = *state;
-    remove_file(p->root, "stat");
-    remove_file(p->root, "loadavg");
-    remove_file(p->root, "meminfo");
-    rmdir(p->root);
+    nftw(p->root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(p);
     return 0;
+}
+
+/* mkdir -p of root/rel. */
+static void make_dirs(const char *root, const char *rel)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    for (char *s = path + strlen(root) + 1; *s; s++) {
+        if (*s == '/') {
+            *s = '\0';
+            mkdir(path, 0755);
+            *s = '/';
+        }
+    }
+    mkdir(path, 0755);
 }
 
 static struct node_detect_opts opts_for(const struct fake_proc *p)
 {
     /* nvml_lib "" keeps a real driver on the test machine out of these tests */
-    return (struct node_detect_opts){.proc_root = p->root, .nvml_lib = ""};
+    return (struct node_detect_opts){.proc_root = p->root, .nvml_lib = "", .cgroup_root = ""};
 }
 
 static void detect_reads_cpus_load_and_memory_from_proc_root(void **state)
@@ -240,6 +262,69 @@ static void cpu_sampler_measures_busy_share_between_calls(void **state)
     assert_int_equal(r.cpu_free_millicores, 2500);
 }
 
+static void cgroup_v1_quota_and_memory_limits_cap_what_is_offered(void **state)
+{
+    struct fake_proc *p = *state;
+    char cg[96];
+    snprintf(cg, sizeof cg, "%s/cg", p->root);
+    make_dirs(p->root, "self");
+    write_file(p->root, "self/cgroup", "9:pids:/\n4:memory:/a/b\n1:cpu,cpuacct:/a\n0::/\n");
+    make_dirs(p->root, "cg/memory/a/b");
+    make_dirs(p->root, "cg/cpu/a");
+    write_file(cg, "memory/memory.limit_in_bytes", "9223372036854771712\n"); /* root: none */
+    write_file(cg, "memory/a/memory.limit_in_bytes", "2147483648\n");
+    write_file(cg, "memory/a/memory.usage_in_bytes", "1610612736\n");
+    write_file(cg, "memory/a/b/memory.limit_in_bytes", "9223372036854771712\n");
+    write_file(cg, "memory/a/b/memory.usage_in_bytes", "536870912\n");
+    write_file(cg, "cpu/a/cpu.cfs_quota_us", "150000\n");
+    write_file(cg, "cpu/a/cpu.cfs_period_us", "100000\n");
+    write_file(cg, "cpu/cpu.cfs_quota_us", "-1\n");
+    write_file(cg, "cpu/cpu.cfs_period_us", "100000\n");
+    struct node_detect_opts o = opts_for(p);
+    o.cgroup_root = cg;
+    struct node_resources r;
+    assert_int_equal(node_resources_detect_opts(&r, &o), NX_OK);
+    assert_true(r.cgroup_limited);
+    assert_int_equal(r.cpu_total_millicores, 1500);
+    assert_int_equal(r.cpu_free_millicores, 1500);
+    assert_true(r.mem_total_bytes == 2 * GIB);
+    assert_true(r.mem_free_bytes == GIB / 2); /* the parent's limit minus its usage */
+    /* "" ignores cgroups */
+    o.cgroup_root = "";
+    assert_int_equal(node_resources_detect_opts(&r, &o), NX_OK);
+    assert_false(r.cgroup_limited);
+    assert_int_equal(r.cpu_total_millicores, 4000);
+}
+
+static void cgroup_v2_limits_cap_what_is_offered(void **state)
+{
+    struct fake_proc *p = *state;
+    char cg[96];
+    snprintf(cg, sizeof cg, "%s/cg2", p->root);
+    make_dirs(p->root, "self");
+    write_file(p->root, "self/cgroup", "0::/svc/node\n");
+    make_dirs(p->root, "cg2/svc/node");
+    write_file(cg, "cgroup.controllers", "");
+    write_file(cg, "svc/memory.max", "max\n");
+    write_file(cg, "svc/cpu.max", "250000 100000\n");
+    write_file(cg, "svc/node/memory.max", "1073741824\n");
+    write_file(cg, "svc/node/memory.current", "268435456\n");
+    write_file(cg, "svc/node/cpu.max", "max 100000\n");
+    struct node_detect_opts o = opts_for(p);
+    o.cgroup_root = cg;
+    struct node_resources r;
+    assert_int_equal(node_resources_detect_opts(&r, &o), NX_OK);
+    assert_true(r.cgroup_limited);
+    assert_int_equal(r.cpu_total_millicores, 2500);
+    assert_int_equal(r.cpu_free_millicores, 2500);
+    assert_true(r.mem_total_bytes == GIB);
+    assert_true(r.mem_free_bytes == 768 * MIB);
+    /* a path that climbs out of the hierarchy is ignored */
+    write_file(p->root, "self/cgroup", "0::/../../etc\n");
+    assert_int_equal(node_resources_detect_opts(&r, &o), NX_OK);
+    assert_false(r.cgroup_limited);
+}
+
 static void legacy_detect_reads_this_machine(void **state)
 {
     (void)state;
@@ -395,6 +480,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(gpus_override_wins_and_negative_means_none, proc_setup,
                                         proc_teardown),
         cmocka_unit_test_setup_teardown(cpu_sampler_measures_busy_share_between_calls, proc_setup,
+                                        proc_teardown),
+        cmocka_unit_test_setup_teardown(cgroup_v1_quota_and_memory_limits_cap_what_is_offered,
+                                        proc_setup, proc_teardown),
+        cmocka_unit_test_setup_teardown(cgroup_v2_limits_cap_what_is_offered, proc_setup,
                                         proc_teardown),
         cmocka_unit_test(legacy_detect_reads_this_machine),
         cmocka_unit_test(reserve_then_release_returns_to_nothing_held),
