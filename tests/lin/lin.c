@@ -148,7 +148,7 @@ int lin_history_parse_line(struct lin_history *h, const char *line, uint32_t lin
         return NX_ERR_DECODE;
     }
     if (!parse_u64(f[4], &op.invoke_us) ||
-        !(parse_u64(f[5], &op.return_us) || (op.outcome == LIN_UNKNOWN && !strcmp(f[5], "-")))) {
+        !(parse_u64(f[5], &op.return_us) || (op.outcome != LIN_OK && !strcmp(f[5], "-")))) {
         snprintf(err, err_len, "line %u: bad times '%s' '%s'", line_no, f[4], f[5]);
         return NX_ERR_DECODE;
     }
@@ -159,6 +159,8 @@ int lin_history_parse_line(struct lin_history *h, const char *line, uint32_t lin
     int rc = intern(&h->key_names, &h->n_keys, f[2], &op.key);
     if (rc != NX_OK)
         return rc;
+    if (op.outcome != LIN_OK && !strcmp(f[5], "-"))
+        op.return_us = op.invoke_us; /* fail: dropped anyway; unknown: never returns */
     op.value = LIN_ABSENT;
     if (strcmp(f[3], "-") != 0 && op.kind != LIN_DELETE) {
         uint64_t v;

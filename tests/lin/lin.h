@@ -24,7 +24,7 @@
  *     client op key value invoke_us return_us ok|fail|unknown
  * op is put, get or delete; value is a token without spaces, or '-' for
  * "absent" (the result of a get on a missing key; ignored for delete).
- * return_us of an unknown op may be '-'.
+ * return_us of an unknown or failed op may be '-'.
  */
 #ifndef NX_LIN_H
 #define NX_LIN_H

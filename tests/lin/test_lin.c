@@ -106,7 +106,8 @@ static void failed_ops_have_no_effect(void **state)
     (void)state;
     const char *h[] = {"1 put x a 0 10 fail", "2 get x a 20 30 ok"};
     assert_false(CHECK(h));
-    const char *g[] = {"1 put x a 0 10 ok", "2 get x q 20 30 unknown", "2 get x a 40 50 ok"};
+    const char *g[] = {"1 put x a 0 10 ok", "2 get x q 20 30 unknown", "2 get x a 40 50 ok",
+                       "3 put x z 60 - fail"};
     assert_true(CHECK(g));
 }
 
