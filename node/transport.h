@@ -53,6 +53,8 @@ struct node_transport;
 #define NODE_TRANSPORT_HEARTBEAT_IVL_MS_DEFAULT 2000
 #define NODE_TRANSPORT_HEARTBEAT_TIMEOUT_MS_DEFAULT 6000
 #define NODE_TRANSPORT_RECV_BATCH_DEFAULT 256
+#define NODE_TRANSPORT_GUEST_HANDSHAKES_PER_S_DEFAULT 20
+#define NODE_TRANSPORT_GUEST_HANDSHAKES_PER_S_CAP 100000
 
 /*
  * Every bound the transport keeps. A zero field means "use the default".
@@ -62,17 +64,18 @@ struct node_transport;
  * so keep messages small (chunk snapshots) or lower the queues.
  */
 struct node_transport_limits {
-    uint32_t max_peers;            /* entries in the peer table */
-    uint32_t max_connections;      /* open DEALERs; the least recently used is closed beyond */
-    uint32_t max_msg_bytes;        /* larger sends fail, larger receives cut the connection */
-    uint32_t peer_queue_msgs;      /* ZMQ_SNDHWM per DEALER: queued messages before drops */
-    uint32_t recv_queue_msgs;      /* ZMQ_RCVHWM of the ROUTER */
-    uint32_t linger_ms;            /* ZMQ_LINGER: how long close waits to flush */
-    uint32_t reconnect_ivl_ms;     /* ZMQ_RECONNECT_IVL */
-    uint32_t reconnect_ivl_max_ms; /* ZMQ_RECONNECT_IVL_MAX (exponential backoff cap) */
-    uint32_t heartbeat_ivl_ms;     /* ZMQ_HEARTBEAT_IVL: detects silently dead peers */
-    uint32_t heartbeat_timeout_ms; /* ZMQ_HEARTBEAT_TIMEOUT */
-    uint32_t recv_batch;           /* messages read per socket before yielding to the loop */
+    uint32_t max_peers;              /* entries in the peer table */
+    uint32_t max_connections;        /* open DEALERs; the least recently used is closed beyond */
+    uint32_t max_msg_bytes;          /* larger sends fail, larger receives cut the connection */
+    uint32_t peer_queue_msgs;        /* ZMQ_SNDHWM per DEALER: queued messages before drops */
+    uint32_t recv_queue_msgs;        /* ZMQ_RCVHWM of the ROUTER */
+    uint32_t linger_ms;              /* ZMQ_LINGER: how long close waits to flush */
+    uint32_t reconnect_ivl_ms;       /* ZMQ_RECONNECT_IVL */
+    uint32_t reconnect_ivl_max_ms;   /* ZMQ_RECONNECT_IVL_MAX (exponential backoff cap) */
+    uint32_t heartbeat_ivl_ms;       /* ZMQ_HEARTBEAT_IVL: detects silently dead peers */
+    uint32_t heartbeat_timeout_ms;   /* ZMQ_HEARTBEAT_TIMEOUT */
+    uint32_t recv_batch;             /* messages read per socket before yielding to the loop */
+    uint32_t guest_handshakes_per_s; /* guest admissions per second (burst of as many) */
 };
 
 /* Fills l with the defaults above. */
@@ -122,6 +125,7 @@ struct node_transport_counters {
     uint64_t connections_evicted; /* DEALERs closed because of max_connections */
     uint64_t handshake_failed;    /* our DEALER's handshake failed (the peer refused us) */
     uint64_t dropped_backoff;     /* send to a peer that refused us, before its retry time */
+    uint64_t refused_guest_rate;  /* over guest_handshakes_per_s (also in refused_handshake) */
 };
 
 /*

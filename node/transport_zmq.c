@@ -59,7 +59,11 @@
  *   - every socket has ZMQ_MAXMSGSIZE = max_msg_bytes: a larger send fails
  *     with NX_ERR_TOO_BIG (oversize counter); a larger incoming message makes
  *     libzmq drop that connection (the sender reconnects, the message is gone);
- *   - the loop reads at most recv_batch messages per socket per wakeup.
+ *   - the loop reads at most recv_batch messages per socket per wakeup;
+ *   - guests (unknown keys, when allowed) are admitted at most
+ *     guest_handshakes_per_s per second (a token bucket in the ZAP handler),
+ *     so a flood of fresh keys cannot grow the ROUTER's connections freely;
+ *     beyond it they get 400 and count refused_guest_rate.
  *
  * ## Connections a node holds
  * One ROUTER (listening; one inbound connection per peer or guest that talks
@@ -148,7 +152,9 @@ struct node_transport {
     size_t peer_count;
     size_t open_count;
     uint64_t use_tick;
-    uint64_t monitor_seq; /* makes monitor endpoint names unique */
+    uint64_t monitor_seq;   /* makes monitor endpoint names unique */
+    double guest_tokens;    /* guest admissions available now */
+    double guest_tokens_at; /* ev_now() of the last refill */
     int in_callback;
     char endpoint[NODE_TRANSPORT_ENDPOINT_MAX];
     struct node_transport_counters c;
@@ -307,6 +313,7 @@ void node_transport_limits_default(struct node_transport_limits *l)
         .heartbeat_ivl_ms = NODE_TRANSPORT_HEARTBEAT_IVL_MS_DEFAULT,
         .heartbeat_timeout_ms = NODE_TRANSPORT_HEARTBEAT_TIMEOUT_MS_DEFAULT,
         .recv_batch = NODE_TRANSPORT_RECV_BATCH_DEFAULT,
+        .guest_handshakes_per_s = NODE_TRANSPORT_GUEST_HANDSHAKES_PER_S_DEFAULT,
     };
 }
 
@@ -332,13 +339,15 @@ static int limits_resolve(struct node_transport_limits *out, const struct node_t
     TAKE_DEFAULT(heartbeat_ivl_ms);
     TAKE_DEFAULT(heartbeat_timeout_ms);
     TAKE_DEFAULT(recv_batch);
+    TAKE_DEFAULT(guest_handshakes_per_s);
 #undef TAKE_DEFAULT
     if (out->max_peers > NODE_TRANSPORT_MAX_PEERS_CAP ||
         out->max_msg_bytes > NODE_TRANSPORT_MAX_MSG_BYTES_CAP ||
         out->peer_queue_msgs > NODE_TRANSPORT_QUEUE_MSGS_CAP ||
         out->recv_queue_msgs > NODE_TRANSPORT_QUEUE_MSGS_CAP || out->linger_ms > INT32_MAX ||
         out->reconnect_ivl_ms > INT32_MAX || out->reconnect_ivl_max_ms > INT32_MAX ||
-        out->heartbeat_ivl_ms > INT32_MAX || out->heartbeat_timeout_ms > INT32_MAX)
+        out->heartbeat_ivl_ms > INT32_MAX || out->heartbeat_timeout_ms > INT32_MAX ||
+        out->guest_handshakes_per_s > NODE_TRANSPORT_GUEST_HANDSHAKES_PER_S_CAP)
         return NX_ERR_INVAL;
     if (out->max_connections > out->max_peers)
         out->max_connections = out->max_peers;
@@ -853,6 +862,25 @@ static bool frame_is(zmq_msg_t *m, const char *s)
     return zmq_msg_size(m) == len && memcmp(zmq_msg_data(m), s, len) == 0;
 }
 
+/*
+ * Token bucket over guest admissions: unknown keys are free to make, so a
+ * flood of guests would otherwise grow the ROUTER's connections without bound.
+ */
+static bool guest_token_take(struct node_transport *tp)
+{
+    double now = ev_now(tp->loop), rate = tp->lim.guest_handshakes_per_s;
+    tp->guest_tokens += (now - tp->guest_tokens_at) * rate;
+    if (tp->guest_tokens > rate)
+        tp->guest_tokens = rate;
+    tp->guest_tokens_at = now;
+    if (tp->guest_tokens < 1.0) {
+        tp->c.refused_guest_rate++;
+        return false;
+    }
+    tp->guest_tokens -= 1.0;
+    return true;
+}
+
 /* Decides one ZAP request: fills status and user_id. */
 static void zap_decide(struct node_transport *tp, zmq_msg_t *f, int nframes, const char **status,
                        char user_id[USER_ID_MAX])
@@ -873,7 +901,7 @@ static void zap_decide(struct node_transport *tp, zmq_msg_t *f, int nframes, con
         tp->c.accepted_handshake++;
         return;
     }
-    if (mapped && tp->guests_allowed) {
+    if (mapped && tp->guests_allowed && guest_token_take(tp)) {
         *status = "200";
         memcpy(user_id, GUEST_PREFIX, strlen(GUEST_PREFIX));
         nx_hex_encode(user_id + strlen(GUEST_PREFIX), cand[0], NODE_TRANSPORT_PK_BYTES);
@@ -881,9 +909,13 @@ static void zap_decide(struct node_transport *tp, zmq_msg_t *f, int nframes, con
         return;
     }
     tp->c.refused_handshake++;
-    char hex[2 * NODE_TRANSPORT_PK_BYTES + 1];
-    nx_hex_encode(hex, zmq_msg_data(&f[6]), NODE_TRANSPORT_PK_BYTES);
-    NX_INFO("transport_refused", "curve_key=%.16s", hex);
+    /* A refused client may keep dialing: log the 1st, 2nd, 4th, 8th... refusal only. */
+    if ((tp->c.refused_handshake & (tp->c.refused_handshake - 1)) == 0) {
+        char hex[2 * NODE_TRANSPORT_PK_BYTES + 1];
+        nx_hex_encode(hex, zmq_msg_data(&f[6]), NODE_TRANSPORT_PK_BYTES);
+        NX_INFO("transport_refused", "curve_key=%.16s guest=%d refused_total=%llu", hex,
+                mapped && tp->guests_allowed, (unsigned long long)tp->c.refused_handshake);
+    }
 }
 
 static void zap_reply(void *zap, zmq_msg_t *request_id, const char *status, const char *user_id)
@@ -1006,6 +1038,8 @@ int node_transport_create(struct node_transport **out, const struct node_transpo
     tp->loop = cfg->loop;
     tp->trust = cfg->trust;
     tp->guests_allowed = cfg->guests_allowed;
+    tp->guest_tokens = tp->lim.guest_handshakes_per_s;
+    tp->guest_tokens_at = ev_now(tp->loop);
     tp->on_message = cfg->on_message;
     tp->on_message_ctx = cfg->on_message_ctx;
     size_t index_size = 1;

@@ -363,6 +363,35 @@ static void guest_gets_null_sender_and_reply_reaches_it_then_admission_upgrades_
     node_fini(&guest);
 }
 
+/* Guest admissions are rate-limited; a refused guest redials and gets in once tokens refill. */
+static void guest_admissions_are_rate_limited_then_refill(void **state)
+{
+    (void)state;
+    struct node_transport_limits lim = {.guest_handshakes_per_s = 1,
+                                        .reconnect_ivl_ms = 20,
+                                        .reconnect_ivl_max_ms = 200,
+                                        .linger_ms = 50};
+    struct tnode host, g[2];
+    node_init(&host, true, &lim);
+    for (int i = 0; i < 2; i++) {
+        node_init(&g[i], false, NULL);
+        introduce(&g[i], &host);
+        send_seq(&g[i], host.pk, 0, 8);
+    }
+    assert_true(WAIT_COUNTER(&host, refused_guest_rate) > 0);
+    assert_true(run_until(&host.got_guest, 1, WAIT_MS));
+    /* The refused guest gets in about a second later, by redialing. */
+    for (int i = 0; i < 2; i++)
+        assert_true(send_until_received(&g[i], &host, "again"));
+    struct node_transport_counters c;
+    node_transport_counters_get(host.tp, &c);
+    assert_int_equal(c.accepted_guest, 2);
+    assert_true(c.refused_handshake >= c.refused_guest_rate);
+    for (int i = 0; i < 2; i++)
+        node_fini(&g[i]);
+    node_fini(&host);
+}
+
 static void revoked_key_is_dropped_from_the_next_message(void **state)
 {
     (void)state;
@@ -750,6 +779,8 @@ int main(void)
             loop_teardown),
         cmocka_unit_test_setup_teardown(refused_peer_gets_through_after_it_becomes_trusted,
                                         loop_setup, loop_teardown),
+        cmocka_unit_test_setup_teardown(guest_admissions_are_rate_limited_then_refill, loop_setup,
+                                        loop_teardown),
         cmocka_unit_test_setup_teardown(revoked_key_is_dropped_from_the_next_message, loop_setup,
                                         loop_teardown),
         cmocka_unit_test_setup_teardown(
