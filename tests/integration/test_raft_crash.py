@@ -79,6 +79,35 @@ class RaftCrashLoopTest(unittest.TestCase):
         finally:
             c.close(keep_on_failure=not ok)
 
+    def test_lagging_follower_catches_up_by_snapshot(self):
+        c = Cluster()
+        ok = False
+        try:
+            extra = ('--raft-tick-ms', '50', '--raft-snapshot-every', '50')
+            nodes = raft_cluster(c, 3, *extra)
+            leader = raft_leader(nodes)
+            lagger = next(n for n in nodes if n is not leader)
+            lagger.kill9()
+            for i in range(160):
+                code, body = http(leader, 'PUT', kv_path('lag%d' % i), b'L%d' % i)
+                self.assertEqual(code, 200, body)
+            self.assertGreaterEqual(raft_status(leader)['snapshot_index'], 150)
+            lagger.start_raft(nodes, *extra)
+            wait_for(lambda: http(lagger, 'GET', kv_path('lag159', stale=True))[1].get('value')
+                     == 'L159', timeout=15, what='lagging follower caught up')
+            self.assertGreaterEqual(raft_status(lagger)['counters']['snapshots_installed'], 1)
+            for i in range(0, 160, 7):
+                code, body = http(lagger, 'GET', kv_path('lag%d' % i, stale=True))
+                self.assertEqual((code, body.get('value')), (200, 'L%d' % i))
+            # the installed snapshot survives a restart of the follower
+            lagger.kill9()
+            lagger.start_raft(nodes, *extra)
+            code, body = http(lagger, 'GET', kv_path('lag3', stale=True))
+            self.assertEqual((code, body.get('value')), (200, 'L3'))
+            ok = True
+        finally:
+            c.close(keep_on_failure=not ok)
+
 
 if __name__ == '__main__':
     unittest.main()
