@@ -83,7 +83,10 @@ void node_transport_limits_default(struct node_transport_limits *l);
 
 /*
  * Called for every received message, on the loop thread.
- *   sender_pk    the authenticated Ed25519 key of a trusted sender, or NULL for a guest
+ *   sender_pk    the authenticated Ed25519 key of a trusted sender, or NULL for a guest.
+ *                Messages that come back on our own connection to a peer (a
+ *                host answering us while we are its guest) carry that peer's
+ *                key: the server key we dialed authenticated it, trusted or not.
  *   guest_route  for a guest: an opaque NUL-terminated handle for
  *                node_transport_reply_guest (valid for the call only; copy it to
  *                keep it); NULL for a trusted sender
