@@ -13,8 +13,8 @@ import subprocess
 import sys
 import time
 
-TIMEOUT_S = int(os.environ.get('NX_TEST_TIMEOUT', '900'))
-CMOCKA_RE = re.compile(r'^\[\s*(OK|FAILED|SKIPPED|ERROR)\s*\] (\S+)')
+TIMEOUT_S = int(os.environ.get('NX_TEST_TIMEOUT', '300'))  # per test program
+CMOCKA_RE = re.compile(r'^\[\s*(OK|FAILED|SKIPPED)\s*\] (\S+)')
 UNITTEST_RE = re.compile(r'^(\w+) \(([\w.]+)\)(?:\n.*)? \.\.\. (ok|FAIL|ERROR|skipped.*|expected failure)$',
                          re.M)
 
