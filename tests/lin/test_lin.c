@@ -247,6 +247,48 @@ static void generated_linearizable_history_passes_and_corruption_is_caught(void 
     }
 }
 
+static void many_unknown_writes_are_checked_quickly(void **state)
+{
+    (void)state;
+    /* 60 writes in doubt, overlapping everything, plus reads that saw two of them */
+    struct lin_history h;
+    lin_history_init(&h);
+    for (uint32_t i = 0; i < 60; i++) {
+        struct lin_op op = {.client = i,
+                            .kind = LIN_PUT,
+                            .key = 1,
+                            .value = i,
+                            .invoke_us = i,
+                            .outcome = LIN_UNKNOWN};
+        assert_int_equal(lin_history_add(&h, &op), NX_OK);
+    }
+    struct lin_op r1 = {.client = 99,
+                        .kind = LIN_GET,
+                        .key = 1,
+                        .value = 7,
+                        .invoke_us = 100,
+                        .return_us = 110,
+                        .outcome = LIN_OK};
+    struct lin_op r2 = r1;
+    r2.value = 42;
+    r2.invoke_us = 120;
+    r2.return_us = 130;
+    assert_int_equal(lin_history_add(&h, &r1), NX_OK);
+    assert_int_equal(lin_history_add(&h, &r2), NX_OK);
+    struct lin_result res;
+    assert_int_equal(lin_check(&h, 0, &res), NX_OK);
+    assert_true(res.linearizable);
+    assert_false(res.budget_exceeded);
+    /* and 7 again after 42, with no write of 7 in between, is impossible */
+    struct lin_op r3 = r1;
+    r3.invoke_us = 140;
+    r3.return_us = 150;
+    assert_int_equal(lin_history_add(&h, &r3), NX_OK);
+    assert_int_equal(lin_check(&h, 0, &res), NX_OK);
+    assert_false(res.linearizable);
+    lin_history_free(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -260,6 +302,7 @@ int main(void)
         cmocka_unit_test(malformed_lines_are_rejected_with_the_line_number),
         cmocka_unit_test(file_history_is_read_and_checked),
         cmocka_unit_test(generated_linearizable_history_passes_and_corruption_is_caught),
+        cmocka_unit_test(many_unknown_writes_are_checked_quickly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
