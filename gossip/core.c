@@ -48,6 +48,7 @@
 #include "gossip/wire.h"
 
 #define NO_INDEX UINT32_MAX
+#define GOSSIP_FIX_MAX 8 /* corrections carried back to one sender */
 
 struct member {
     uint8_t id[GOSSIP_ID_BYTES];
@@ -117,6 +118,9 @@ struct gossip_core {
     uint8_t *scratch; /* owned; encoding buffer */
     size_t scratch_cap;
     struct gossip_counters ctr;
+    uint32_t fix[GOSSIP_FIX_MAX]; /* members the current sender is stale about */
+    uint32_t n_fix;
+    uint32_t fix_to; /* the current sender's index, NO_INDEX outside receive */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -327,6 +331,7 @@ static bool evict_one(struct gossip_core *c)
     for (uint32_t i = 0; i < c->n; i++)
         slot_insert(c, i);
     c->ctr.evictions++;
+    c->n_fix = 0; /* indices moved */
     return true;
 }
 
@@ -554,6 +559,15 @@ static void put_piggyback(struct gossip_core *c, struct gw_writer *w, uint32_t t
         budget -= member_wire_size(c, to);
         sent++;
     }
+    for (uint32_t i = 0; to != NO_INDEX && to == c->fix_to && i < c->n_fix; i++) {
+        uint32_t idx = c->fix[i];
+        size_t sz = member_wire_size(c, idx);
+        if (sz <= budget && sz <= w->cap - w->len) {
+            put_member(c, w, idx, c->m[idx].from);
+            budget -= sz;
+            sent++;
+        }
+    }
     if (c->bq_n > 1)
         sort_queue(c);
     for (uint32_t i = 0; i < c->bq_n; i++) {
@@ -578,17 +592,31 @@ static void put_piggyback(struct gossip_core *c, struct gw_writer *w, uint32_t t
     c->ctr.updates_sent += sent;
 }
 
-/* Sends a probe-path message (ping, ping-req, ack, nack) with piggy-back. */
+/* The fixed part of a probe-path message. */
+struct small {
+    uint8_t type;
+    uint32_t seq;
+    const uint8_t *target;   /* PING, PING_REQ */
+    const char *target_addr; /* PING_REQ */
+    uint64_t incarnation;    /* ACK: the acknowledging member's incarnation */
+};
+
+/*
+ * Sends a probe-path message (ping, ping-req, ack, nack, gossip) with
+ * piggy-back to member to_idx, or when NO_INDEX to (to_id, to_addr).
+ */
 static void send_small(struct gossip_core *c, uint32_t to_idx, const uint8_t *to_id,
-                       const char *to_addr, uint8_t type, uint32_t seq, const uint8_t *target,
-                       const char *target_addr)
+                       const char *to_addr, const struct small *sm)
 {
     struct gw_writer w = writer(c, c->cfg.max_msg_bytes);
-    gw_put_header(&w, type, seq);
-    if (target)
-        gw_put_bytes(&w, target, GOSSIP_ID_BYTES);
+    uint8_t type = sm->type;
+    gw_put_header(&w, type, sm->seq);
+    if (type == GOSSIP_MSG_PING || type == GOSSIP_MSG_PING_REQ)
+        gw_put_bytes(&w, sm->target, GOSSIP_ID_BYTES);
     if (type == GOSSIP_MSG_PING_REQ)
-        gw_put_addr(&w, target_addr);
+        gw_put_addr(&w, sm->target_addr);
+    if (type == GOSSIP_MSG_ACK)
+        gw_put_u64(&w, sm->incarnation);
     if (type == GOSSIP_MSG_PING || type == GOSSIP_MSG_PING_REQ) {
         /* our own address, so that a member who does not know us yet (we
          * just joined, or it holds a partial view) can still answer */
@@ -641,12 +669,28 @@ static void set_state(struct gossip_core *c, uint64_t now, uint32_t idx, uint8_t
     m->change_ms = now;
 }
 
+/*
+ * The message being handled claimed something older than what we know about
+ * member idx (alive at a higher incarnation). Our answer to its sender will
+ * carry the newer record, so a member that learned a suspicion late is
+ * corrected at once instead of declaring a healthy member dead.
+ */
+static void note_stale(struct gossip_core *c, uint32_t idx)
+{
+    for (uint32_t i = 0; i < c->n_fix; i++)
+        if (c->fix[i] == idx)
+            return;
+    if (c->n_fix < GOSSIP_FIX_MAX)
+        c->fix[c->n_fix++] = idx;
+}
+
 static void refute(struct gossip_core *c, uint64_t now, uint64_t claimed)
 {
     struct member *self = &c->m[0];
     if (claimed < self->incarnation) {
         /* the sender still believes an old claim: spread our alive anew */
         enqueue(c, 0, 0);
+        note_stale(c, 0);
         return;
     }
     self->incarnation = claimed + 1;
@@ -743,6 +787,8 @@ static void on_suspect(struct gossip_core *c, uint64_t now, const uint8_t *id, u
     if (idx == NO_INDEX)
         return;
     struct member *m = &c->m[idx];
+    if (inc < m->incarnation && m->state == GOSSIP_ALIVE)
+        note_stale(c, idx);
     if (!is_live(m->state) || inc < m->incarnation)
         return;
     uint32_t from_idx = find(c, from);
@@ -779,6 +825,8 @@ static void on_dead_or_left(struct gossip_core *c, uint64_t now, const uint8_t *
     if (idx == NO_INDEX)
         return;
     struct member *m = &c->m[idx];
+    if (inc < m->incarnation && m->state == GOSSIP_ALIVE)
+        note_stale(c, idx);
     if (inc < m->incarnation || m->state == GOSSIP_LEFT || m->state == state)
         return;
     m->incarnation = inc;
@@ -832,10 +880,15 @@ uint64_t gossip_suspicion_timeout_ms(const struct gossip_core *c, unsigned confi
     return t < (double)lo ? lo : (uint64_t)t;
 }
 
+/*
+ * When our own health is poor (LHM > 0) we also wait (LHM+1) times longer
+ * before declaring a suspect dead ourselves: our view is the least reliable
+ * one around, and healthy members' DEAD messages still reach us.
+ */
 static uint64_t suspect_deadline(const struct gossip_core *c, const struct member *m)
 {
     unsigned conf = m->n_tags ? m->n_tags - 1u : 0u;
-    return m->suspect_start_ms + gossip_suspicion_timeout_ms(c, conf);
+    return m->suspect_start_ms + gossip_suspicion_timeout_ms(c, conf) * scale(c);
 }
 
 static void expire_suspicions(struct gossip_core *c, uint64_t now)
@@ -944,7 +997,8 @@ static void start_probe(struct gossip_core *c, uint64_t now)
     p->direct_deadline_ms = now + (uint64_t)c->cfg.probe_timeout_ms * scale(c);
     c->ctr.probes++;
     emit(c, now, GOSSIP_TRACE_PROBE, target);
-    send_small(c, target, NULL, NULL, GOSSIP_MSG_PING, p->seq, c->m[target].id, NULL);
+    struct small sm = {.type = GOSSIP_MSG_PING, .seq = p->seq, .target = c->m[target].id};
+    send_small(c, target, NULL, NULL, &sm);
 }
 
 static void send_ping_reqs(struct gossip_core *c, uint64_t now)
@@ -957,9 +1011,12 @@ static void send_ping_reqs(struct gossip_core *c, uint64_t now)
         return;
     uint32_t k = pick_random_alive(c, p->target, helpers, c->cfg.indirect_k);
     emit(c, now, GOSSIP_TRACE_PING_REQ, p->target);
+    struct small sm = {.type = GOSSIP_MSG_PING_REQ,
+                       .seq = p->seq,
+                       .target = c->m[p->target].id,
+                       .target_addr = addr};
     for (uint32_t i = 0; i < k; i++)
-        send_small(c, helpers[i], NULL, NULL, GOSSIP_MSG_PING_REQ, p->seq, c->m[p->target].id,
-                   addr);
+        send_small(c, helpers[i], NULL, NULL, &sm);
     p->expected_nacks = c->cfg.lifeguard_nack ? k : 0;
 }
 
@@ -992,7 +1049,8 @@ static void on_ping_req(struct gossip_core *c, uint64_t now, const uint8_t *from
     r->seq = ++c->seq;
     /* answer (ack or nack) well inside the origin's indirect window */
     r->deadline_ms = now + (uint64_t)c->cfg.probe_timeout_ms * 4 / 5;
-    send_small(c, NO_INDEX, msg->target, addr, GOSSIP_MSG_PING, r->seq, msg->target, NULL);
+    struct small sm = {.type = GOSSIP_MSG_PING, .seq = r->seq, .target = msg->target};
+    send_small(c, NO_INDEX, msg->target, addr, &sm);
 }
 
 /*
@@ -1000,19 +1058,25 @@ static void on_ping_req(struct gossip_core *c, uint64_t now, const uint8_t *from
  * else at the address it gave in its request (addr, may be "").
  */
 static void reply(struct gossip_core *c, const uint8_t *to, const char *addr, uint8_t type,
-                  uint32_t seq)
+                  uint32_t seq, uint64_t incarnation)
 {
+    struct small sm = {.type = type, .seq = seq, .incarnation = incarnation};
     char known[GOSSIP_ADDR_MAX + 1];
     uint32_t idx = find(c, to);
     if (idx != NO_INDEX && idx != 0 && member_addr(c, idx, known))
-        send_small(c, idx, NULL, NULL, type, seq, NULL, NULL);
+        send_small(c, idx, NULL, NULL, &sm);
     else if (idx != 0 && addr[0] != '\0')
-        send_small(c, NO_INDEX, to, addr, type, seq, NULL, NULL);
+        send_small(c, NO_INDEX, to, addr, &sm);
     else
         c->ctr.drops[GOSSIP_DROP_UNKNOWN_PEER]++;
 }
 
-static void on_ack(struct gossip_core *c, uint64_t now, uint32_t seq)
+/*
+ * incarnation is what the probed member said it is at. Above what we hold, we
+ * missed its refutation or metadata change: poke it with a gossip message,
+ * which carries our stale view, and it answers with its current record.
+ */
+static void on_ack(struct gossip_core *c, uint64_t now, uint32_t seq, uint64_t incarnation)
 {
     struct probe *p = &c->probe;
     if (p->active && !p->acked && seq == p->seq) {
@@ -1020,13 +1084,15 @@ static void on_ack(struct gossip_core *c, uint64_t now, uint32_t seq)
         if (!p->indirect_sent && now <= p->direct_deadline_ms)
             adjust_health(c, -1);
         emit(c, now, GOSSIP_TRACE_ACK, p->target);
+        if (incarnation > c->m[p->target].incarnation && is_live(c->m[p->target].state))
+            send_small(c, p->target, NULL, NULL, &(struct small){.type = GOSSIP_MSG_GOSSIP});
         return;
     }
     for (unsigned i = 0; i < GOSSIP_RELAYS_MAX; i++) {
         struct relay *r = &c->relays[i];
         if (r->used && r->seq == seq) {
             r->used = false;
-            reply(c, r->origin, r->origin_addr, GOSSIP_MSG_ACK, r->origin_seq);
+            reply(c, r->origin, r->origin_addr, GOSSIP_MSG_ACK, r->origin_seq, incarnation);
             return;
         }
     }
@@ -1073,19 +1139,22 @@ int gossip_receive(struct gossip_core *c, uint64_t now, const uint8_t from[GOSSI
         bool merge = msg.type == GOSSIP_MSG_PUSH_PULL || msg.type == GOSSIP_MSG_PUSH_PULL_REPLY;
         apply_update(c, now, &u, !merge || memcmp(u.id, from, GOSSIP_ID_BYTES) == 0);
     }
+    c->fix_to = c->n_fix ? find(c, from) : NO_INDEX;
+    if (c->fix_to == 0)
+        c->fix_to = NO_INDEX;
     switch (msg.type) {
     case GOSSIP_MSG_PING: {
         char addr[GOSSIP_ADDR_MAX + 1];
         memcpy(addr, msg.reply_addr, msg.reply_addr_len);
         addr[msg.reply_addr_len] = '\0';
-        reply(c, from, addr, GOSSIP_MSG_ACK, msg.seq);
+        reply(c, from, addr, GOSSIP_MSG_ACK, msg.seq, c->m[0].incarnation);
         break;
     }
     case GOSSIP_MSG_PING_REQ:
         on_ping_req(c, now, from, &msg);
         break;
     case GOSSIP_MSG_ACK:
-        on_ack(c, now, msg.seq);
+        on_ack(c, now, msg.seq, msg.incarnation);
         break;
     case GOSSIP_MSG_NACK:
         on_nack(c, now, msg.seq);
@@ -1099,10 +1168,14 @@ int gossip_receive(struct gossip_core *c, uint64_t now, const uint8_t from[GOSSI
             send_state(c, from, addr, GOSSIP_MSG_PUSH_PULL_REPLY);
         break;
     }
-    case GOSSIP_MSG_PUSH_PULL_REPLY:
     default:
+        /* no answer goes back: correct a stale sender with a message of its own */
+        if (c->fix_to != NO_INDEX)
+            send_small(c, c->fix_to, NULL, NULL, &(struct small){.type = GOSSIP_MSG_GOSSIP});
         break;
     }
+    c->n_fix = 0;
+    c->fix_to = NO_INDEX;
     if (c->joining && c->n > 1)
         c->joining = false;
     check_invariants(c);
@@ -1155,7 +1228,7 @@ void gossip_tick(struct gossip_core *c, uint64_t now)
             continue;
         r->used = false;
         if (c->cfg.lifeguard_nack)
-            reply(c, r->origin, r->origin_addr, GOSSIP_MSG_NACK, r->origin_seq);
+            reply(c, r->origin, r->origin_addr, GOSSIP_MSG_NACK, r->origin_seq, 0);
     }
     expire_suspicions(c, now);
     if (c->cfg.push_pull_interval_ms && now >= c->next_push_pull_ms) {
@@ -1191,6 +1264,7 @@ struct gossip_core *gossip_create(const struct gossip_config *cfg,
     c->scratch_cap = cfg->max_push_pull_bytes;
     c->scratch = malloc(c->scratch_cap);
     c->slots = calloc(16, sizeof *c->slots);
+    c->fix_to = NO_INDEX;
     c->slot_mask = 15;
     if (!c->scratch || !c->slots ||
         add_member(c, now, self_id, incarnation, meta, (uint16_t)meta_len) != 0)

@@ -300,6 +300,8 @@ int gw_parse(struct gw_msg *msg, const uint8_t *buf, size_t len)
         get_addr(&r, &msg->reply_addr, &msg->reply_addr_len);
         break;
     case GOSSIP_MSG_ACK:
+        msg->incarnation = gw_get_u64(&r);
+        break;
     case GOSSIP_MSG_NACK:
     case GOSSIP_MSG_PUSH_PULL:
     case GOSSIP_MSG_PUSH_PULL_REPLY:

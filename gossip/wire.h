@@ -75,6 +75,7 @@ struct gw_msg {
     uint8_t addr_len;
     const uint8_t *reply_addr; /* PING, PING_REQ: the sender's own address */
     uint8_t reply_addr_len;
+    uint64_t incarnation; /* ACK: the acknowledging member's incarnation */
     uint16_t update_count;
     struct gw_reader updates; /* positioned at the first update */
 };

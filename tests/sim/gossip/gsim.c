@@ -156,6 +156,10 @@ static void schedule_tick(struct gsim *s, uint32_t i, uint64_t deadline)
 static void check_event(struct gsim *s, uint32_t observer, const struct gossip_event *e)
 {
     int j = node_of(s, e->id);
+    if (j >= 0 && (uint32_t)j == observer && s->trace_node == j)
+        fprintf(stderr, "trace t=%llu node=%d %s inc=%llu lhm=%u\n", (unsigned long long)s->now, j,
+                gossip_event_name(e->kind), (unsigned long long)e->incarnation,
+                gossip_health(s->nodes[j].core));
     if (j < 0 || (uint32_t)j == observer)
         return;
     bool reachable = !s->partitioned || s->nodes[j].group == s->nodes[observer].group;
