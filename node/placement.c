@@ -188,9 +188,13 @@ static bool needs_valid(const struct place_needs *nd)
     if (nd->rule_count > PLACE_RULES_MAX || nd->exclude_count > PLACE_EXCLUDE_MAX ||
         nd->avoid_count > PLACE_AVOID_MAX)
         return false;
-    for (uint32_t r = 0; r < nd->rule_count; r++)
-        if ((unsigned)nd->rules[r].op >= PLACE_LABEL__COUNT)
-            return false;
+    for (uint32_t r = 0; r < nd->rule_count; r++) {
+        const struct place_label_rule *rule = &nd->rules[r];
+        if ((unsigned)rule->op >= PLACE_LABEL__COUNT ||
+            memchr(rule->key, '\0', sizeof rule->key) == NULL ||
+            memchr(rule->value, '\0', sizeof rule->value) == NULL)
+            return false; /* the texts print these with %s */
+    }
     const double w[3] = {nd->weights.cpu, nd->weights.mem, nd->weights.gpu};
     for (int i = 0; i < 3; i++)
         if (!(w[i] >= 0 && w[i] <= 1e6)) /* also rejects NaN */

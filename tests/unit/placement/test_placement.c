@@ -673,6 +673,9 @@ static void constraints_parse_and_bad_input_is_refused(void **state)
     assert_int_equal(rank(&bad, m, 1, 1, NULL, NULL, 0, &res), NX_ERR_INVAL);
     struct place_needs nan_weight = {.weights = {.cpu = NAN}};
     assert_int_equal(rank(&nan_weight, m, 1, 1, NULL, NULL, 0, &res), NX_ERR_INVAL);
+    struct place_needs unterminated = {.rule_count = 1};
+    memset(unterminated.rules[0].key, 'k', sizeof unterminated.rules[0].key);
+    assert_int_equal(rank(&unterminated, m, 1, 1, NULL, NULL, 0, &res), NX_ERR_INVAL);
     struct place_needs fine = {0};
     assert_int_equal(rank(&fine, m, 1, 1, NULL, NULL, 1, &res), NX_ERR_INVAL); /* k, no picks */
 }
