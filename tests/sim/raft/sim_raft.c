@@ -92,6 +92,7 @@ struct client {
     uint64_t index;
     uint64_t read_index;
     uint64_t deadline;
+    bool timed_out; /* the last op got no answer: find the leader again */
 };
 
 struct sim {
@@ -238,6 +239,7 @@ static void node_start(struct sim *s, struct node *nd)
 static void client_unknown(struct sim *s, struct client *c)
 {
     c->op.outcome = LIN_UNKNOWN;
+    c->timed_out = true;
     if (lin_history_add(&s->hist, &c->op) != NX_OK)
         sim_fail(s, "history full");
     c->st = C_IDLE;
@@ -475,11 +477,17 @@ static void on_apply(struct sim *s, struct node *nd, const struct raft_entry *e)
     }
 }
 
+/*
+ * Where a client sends its next op: usually the node it used last if that one
+ * still thinks it leads; after a timeout, or now and then, it asks a random
+ * node who leads (so clients spread over old and new leaders in a partition).
+ */
 static struct node *pick_leader(struct sim *s, struct client *c)
 {
     struct node *nd = &s->nodes[c->node ? c->node : 1 + rnd(s, s->n_nodes)];
-    if (nd->up && raft_role(nd->r) == RAFT_LEADER)
+    if (!c->timed_out && nd->up && raft_role(nd->r) == RAFT_LEADER && !chance(s, 200))
         return nd;
+    c->timed_out = false;
     nd = &s->nodes[1 + rnd(s, s->n_nodes)];
     if (nd->up && raft_leader(nd->r) && raft_leader(nd->r) <= s->n_nodes)
         nd = &s->nodes[raft_leader(nd->r)];
@@ -624,7 +632,7 @@ static void set_network(struct sim *s)
 {
     memset(s->cut, 0, sizeof s->cut);
     uint32_t n = s->n_nodes;
-    switch (rnd(s, 5)) {
+    switch (rnd(s, 6)) {
     case 0:
         trace(s, "network healed");
         break;
@@ -654,6 +662,28 @@ static void set_network(struct sim *s)
                 s->cut[a][b] = chance(s, 250);
         trace(s, "partial");
         break;
+    case 4: { /* the leader keeps a minority: the classic stale-leader case */
+        struct node *l = NULL;
+        for (uint32_t x = 1; x <= n; x++)
+            if (s->nodes[x].up && raft_role(s->nodes[x].r) == RAFT_LEADER)
+                l = &s->nodes[x];
+        if (!l)
+            break;
+        uint64_t side = 1ull << (l->id - 1);
+        uint32_t want = (s->n_voters - 1) / 2; /* companions: leader + them < quorum */
+        for (uint32_t x = 1; x <= n && want > 0; x++) {
+            if (x != l->id && chance(s, 500)) {
+                side |= 1ull << (x - 1);
+                want--;
+            }
+        }
+        for (uint32_t a = 1; a <= n; a++)
+            for (uint32_t b = 1; b <= n; b++)
+                s->cut[a][b] = ((side >> (a - 1)) & 1) != ((side >> (b - 1)) & 1);
+        trace(s, "leader %llu kept in minority %llx", (unsigned long long)l->id,
+              (unsigned long long)side);
+        break;
+    }
     default: { /* isolate the leader */
         for (uint32_t x = 1; x <= n; x++) {
             if (s->nodes[x].up && raft_role(s->nodes[x].r) == RAFT_LEADER) {
