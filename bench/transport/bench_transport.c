@@ -7,7 +7,10 @@
  * through node/zmq_watch. Figures:
  *   - round trip of a 64-byte message (A -> B, B echoes from its callback),
  *     p50 and p99 over RTT_COUNT sequential pings;
- *   - one-way messages per second, 64-byte messages, at most WINDOW in flight.
+ *   - one-way messages per second, 64-byte messages, at most WINDOW in flight;
+ *   - first message on a fresh connection (dial, handshake, ZAP, delivery),
+ *     p50 over CONNECT_COUNT redials: what closing an idle DEALER (the LRU
+ *     bound) costs when that peer is needed again.
  */
 #include <ev.h>
 #include <sodium.h>
@@ -26,12 +29,14 @@
 #define RTT_COUNT 10000
 #define FLOOD_COUNT 200000
 #define WINDOW 2000
+#define CONNECT_COUNT 200
 #define TIMEOUT_S 60.0
 
-enum phase { PHASE_RTT, PHASE_FLOOD };
+enum phase { PHASE_RTT, PHASE_FLOOD, PHASE_CONNECT };
 
 struct end {
     int (*send)(struct end *e, const uint8_t *data, size_t len);
+    void (*redial)(struct end *e); /* drops the connection to other, opens a new one */
     struct end *other;
     uint64_t received;
     /* transport flavour */
@@ -39,7 +44,7 @@ struct end {
     uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
     struct node_trust_file *trust;
     /* plain flavour */
-    void *router, *dealer;
+    void *zctx, *router, *dealer;
     struct zmq_watch router_watch, dealer_watch;
 };
 
@@ -71,6 +76,10 @@ static void ping(void)
 static void on_recv(struct end *e, const uint8_t *data, size_t len)
 {
     e->received++;
+    if (run.phase == PHASE_CONNECT) {
+        run.done = true;
+        return;
+    }
     if (run.phase == PHASE_FLOOD) {
         if (e == run.b && e->received == FLOOD_COUNT) {
             run.flood_end_us = nx_clock_mono_us();
@@ -109,6 +118,14 @@ static int tp_send(struct end *e, const uint8_t *data, size_t len)
     return node_transport_send(e->tp, e->other->pk, data, len);
 }
 
+static void tp_redial(struct end *e)
+{
+    if (node_transport_peer_remove(e->tp, e->other->pk) != NX_OK ||
+        node_transport_peer_set(e->tp, e->other->pk, node_transport_endpoint(e->other->tp)) !=
+            NX_OK)
+        exit(1);
+}
+
 static void tp_open(struct end *e)
 {
     crypto_sign_keypair(e->pk, e->sk);
@@ -126,6 +143,7 @@ static void tp_open(struct end *e)
     if (node_transport_create(&e->tp, &cfg) != NX_OK)
         exit(1);
     e->send = tp_send;
+    e->redial = tp_redial;
 }
 
 static void tp_link(struct end *a, struct end *b)
@@ -177,20 +195,15 @@ static int plain_send(struct end *e, const uint8_t *data, size_t len)
     return rc;
 }
 
-static void plain_open(struct end *e, void *zctx)
+static void *plain_socket(void *zctx, int type)
 {
     int hwm = 2 * WINDOW, linger = 0;
-    e->router = zmq_socket(zctx, ZMQ_ROUTER);
-    e->dealer = zmq_socket(zctx, ZMQ_DEALER);
-    zmq_setsockopt(e->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(e->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(e->router, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(e->dealer, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_bind(e->router, "tcp://127.0.0.1:*") != 0 ||
-        zmq_watch_start(&e->router_watch, loop, e->router, plain_router_readable, e) != NX_OK ||
-        zmq_watch_start(&e->dealer_watch, loop, e->dealer, plain_dealer_readable, e) != NX_OK)
+    void *sock = zmq_socket(zctx, type);
+    if (sock == NULL || zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) != 0)
         exit(1);
-    e->send = plain_send;
+    return sock;
 }
 
 static void plain_link(struct end *a, struct end *b)
@@ -199,6 +212,30 @@ static void plain_link(struct end *a, struct end *b)
     size_t len = sizeof ep;
     if (zmq_getsockopt(b->router, ZMQ_LAST_ENDPOINT, ep, &len) != 0 || zmq_connect(a->dealer, ep))
         exit(1);
+}
+
+static void plain_redial(struct end *e)
+{
+    zmq_watch_stop(&e->dealer_watch);
+    void *zctx = e->zctx;
+    zmq_close(e->dealer);
+    e->dealer = plain_socket(zctx, ZMQ_DEALER);
+    if (zmq_watch_start(&e->dealer_watch, loop, e->dealer, plain_dealer_readable, e) != NX_OK)
+        exit(1);
+    plain_link(e, e->other);
+}
+
+static void plain_open(struct end *e, void *zctx)
+{
+    e->zctx = zctx;
+    e->router = plain_socket(zctx, ZMQ_ROUTER);
+    e->dealer = plain_socket(zctx, ZMQ_DEALER);
+    if (zmq_bind(e->router, "tcp://127.0.0.1:*") != 0 ||
+        zmq_watch_start(&e->router_watch, loop, e->router, plain_router_readable, e) != NX_OK ||
+        zmq_watch_start(&e->dealer_watch, loop, e->dealer, plain_dealer_readable, e) != NX_OK)
+        exit(1);
+    e->send = plain_send;
+    e->redial = plain_redial;
 }
 
 static void plain_close(struct end *e)
@@ -250,8 +287,31 @@ static int cmp_u64(const void *x, const void *y)
 }
 
 struct figures {
-    double p50_us, p99_us, msgs_per_s;
+    double p50_us, p99_us, msgs_per_s, connect_p50_us;
 };
+
+/* First message over a fresh connection, CONNECT_COUNT times; returns the p50 in µs. */
+static double measure_connect(struct end *a)
+{
+    uint64_t *samples = calloc(CONNECT_COUNT, sizeof *samples);
+    if (samples == NULL)
+        exit(1);
+    uint8_t msg[MSG_BYTES] = {0};
+    run.phase = PHASE_CONNECT;
+    for (int i = 0; i < CONNECT_COUNT; i++) {
+        a->redial(a);
+        run.done = false;
+        uint64_t start = nx_clock_mono_us();
+        if (a->send(a, msg, sizeof msg) != NX_OK)
+            exit(1);
+        run_loop_until_done();
+        samples[i] = nx_clock_mono_us() - start;
+    }
+    qsort(samples, CONNECT_COUNT, sizeof *samples, cmp_u64);
+    double p50 = (double)samples[CONNECT_COUNT / 2];
+    free(samples);
+    return p50;
+}
 
 static void measure(struct end *a, struct end *b, struct figures *f)
 {
@@ -281,6 +341,7 @@ static void measure(struct end *a, struct end *b, struct figures *f)
     run_loop_until_done();
     ev_idle_stop(loop, &drive);
     f->msgs_per_s = FLOOD_COUNT / ((run.flood_end_us - run.flood_start_us) / 1e6);
+    f->connect_p50_us = measure_connect(a);
 }
 
 int main(void)
@@ -306,6 +367,8 @@ int main(void)
     struct end pa = {0}, pb = {0};
     plain_open(&pa, zctx);
     plain_open(&pb, zctx);
+    pa.other = &pb;
+    pb.other = &pa;
     plain_link(&pa, &pb);
     plain_link(&pb, &pa);
     struct figures plain;
@@ -315,14 +378,17 @@ int main(void)
     zmq_ctx_term(zctx);
 
     printf("transport on loopback, %d-byte messages, one libev loop for both ends\n", MSG_BYTES);
-    printf("%-28s %12s %12s %14s\n", "setup", "rtt_p50_us", "rtt_p99_us", "one_way_msg/s");
-    printf("%-28s %12.0f %12.0f %14.0f\n", "node_transport (CURVE+ZAP)", curve.p50_us, curve.p99_us,
-           curve.msgs_per_s);
-    printf("%-28s %12.0f %12.0f %14.0f\n", "baseline: plain zmq", plain.p50_us, plain.p99_us,
-           plain.msgs_per_s);
-    printf("%-28s %12.2f %12.2f %14.2f\n", "ratio transport/baseline", curve.p50_us / plain.p50_us,
-           curve.p99_us / plain.p99_us, curve.msgs_per_s / plain.msgs_per_s);
-    printf("(rtt over %d pings after %d warm-up; throughput over %d messages, window %d)\n",
-           RTT_COUNT, RTT_WARMUP, FLOOD_COUNT, WINDOW);
+    printf("%-28s %12s %12s %14s %16s\n", "setup", "rtt_p50_us", "rtt_p99_us", "one_way_msg/s",
+           "fresh_conn_p50_us");
+    printf("%-28s %12.0f %12.0f %14.0f %16.0f\n", "node_transport (CURVE+ZAP)", curve.p50_us,
+           curve.p99_us, curve.msgs_per_s, curve.connect_p50_us);
+    printf("%-28s %12.0f %12.0f %14.0f %16.0f\n", "baseline: plain zmq", plain.p50_us, plain.p99_us,
+           plain.msgs_per_s, plain.connect_p50_us);
+    printf("%-28s %12.2f %12.2f %14.2f %16.2f\n", "ratio transport/baseline",
+           curve.p50_us / plain.p50_us, curve.p99_us / plain.p99_us,
+           curve.msgs_per_s / plain.msgs_per_s, curve.connect_p50_us / plain.connect_p50_us);
+    printf("(rtt over %d pings after %d warm-up; throughput over %d messages, window %d;\n"
+           " fresh connection: close, dial, handshake, first message delivered, %d times)\n",
+           RTT_COUNT, RTT_WARMUP, FLOOD_COUNT, WINDOW, CONNECT_COUNT);
     return 0;
 }
