@@ -621,6 +621,86 @@ static void full_table_forgets_oldest_dead_member_for_a_newcomer(void **state)
     net_free(&net);
 }
 
+/* Finds the first outgoing message of `type` from core i; copies it to buf. */
+static size_t take_msg(struct net *net, int i, uint8_t type, uint8_t *buf, size_t cap)
+{
+    struct gossip_ready rd;
+    size_t len = 0;
+    gossip_ready(net->cores[i], &rd);
+    for (size_t k = 0; k < rd.msg_count && len == 0; k++)
+        if (rd.msgs[k].data[1] == type && rd.msgs[k].len <= cap) {
+            memcpy(buf, rd.msgs[k].data, rd.msgs[k].len);
+            len = rd.msgs[k].len;
+        }
+    gossip_advance(net->cores[i]);
+    return len;
+}
+
+static void stale_suspicion_is_corrected_in_the_ack(void **state)
+{
+    (void)state;
+    struct gossip_config cfg = small_config();
+    struct net net;
+    net_init(&net, 3, &cfg);
+    /* member 2 refuted long ago: core 0 holds it alive at incarnation 3 */
+    struct gossip_meta meta;
+    make_meta(&meta, 2);
+    assert_int_equal(gossip_add_member(net.cores[0], net.now, net.ids[2], 3, &meta), NX_OK);
+    /* core 1 pings core 0 carrying an old suspicion of member 2 (incarnation 2) */
+    uint8_t buf[512];
+    struct gw_writer w = {.buf = buf, .cap = sizeof buf};
+    gw_put_header(&w, GOSSIP_MSG_PING, 77);
+    gw_put_bytes(&w, net.ids[0], GOSSIP_ID_BYTES);
+    gw_put_addr(&w, "10.0.0.1:7946");
+    gw_put_u16(&w, 1);
+    gw_put_update(&w, GW_SUSPECT, net.ids[2], 2, NULL, 0, net.ids[1]);
+    assert_false(w.overflow);
+    assert_int_equal(gossip_receive(net.cores[0], net.now, net.ids[1], buf, w.len), NX_OK);
+    uint8_t ack[1400];
+    size_t len = take_msg(&net, 0, GOSSIP_MSG_ACK, ack, sizeof ack);
+    assert_true(len > 0);
+    struct gw_msg msg;
+    assert_int_equal(gw_parse(&msg, ack, len), NX_OK);
+    assert_int_equal(msg.seq, 77);
+    assert_int_equal(msg.incarnation, 1); /* core 0's own incarnation */
+    assert_true(msg.update_count >= 1);
+    struct gw_update u;
+    gw_next_update(&msg.updates, &u);
+    assert_int_equal(u.kind, GW_ALIVE);
+    assert_memory_equal(u.id, net.ids[2], GOSSIP_ID_BYTES);
+    assert_int_equal(u.incarnation, 3);
+    net_free(&net);
+}
+
+static void ack_with_newer_incarnation_asks_for_the_record(void **state)
+{
+    (void)state;
+    struct gossip_config cfg = small_config();
+    struct net net;
+    net_init(&net, 2, &cfg);
+    /* run core 0 until it pings core 1 */
+    uint8_t ping[1400];
+    size_t len = 0;
+    for (int step = 0; step < 300 && len == 0; step++) {
+        net.now += 10;
+        gossip_tick(net.cores[0], net.now);
+        len = take_msg(&net, 0, GOSSIP_MSG_PING, ping, sizeof ping);
+    }
+    assert_true(len > 0);
+    struct gw_msg msg;
+    assert_int_equal(gw_parse(&msg, ping, len), NX_OK);
+    /* core 1 answers at incarnation 9, above the 1 core 0 knows */
+    uint8_t buf[64];
+    struct gw_writer w = {.buf = buf, .cap = sizeof buf};
+    gw_put_header(&w, GOSSIP_MSG_ACK, msg.seq);
+    gw_put_u64(&w, 9);
+    gw_put_u16(&w, 0);
+    assert_int_equal(gossip_receive(net.cores[0], net.now, net.ids[1], buf, w.len), NX_OK);
+    uint8_t out[1400];
+    assert_true(take_msg(&net, 0, GOSSIP_MSG_GOSSIP, out, sizeof out) > 0);
+    net_free(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -640,6 +720,8 @@ int main(void)
         cmocka_unit_test(trace_events_follow_a_failed_probe),
         cmocka_unit_test(misdirected_ping_is_dropped_and_counted),
         cmocka_unit_test(full_table_forgets_oldest_dead_member_for_a_newcomer),
+        cmocka_unit_test(stale_suspicion_is_corrected_in_the_ack),
+        cmocka_unit_test(ack_with_newer_incarnation_asks_for_the_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
