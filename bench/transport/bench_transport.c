@@ -10,7 +10,9 @@
  *   - one-way messages per second, 64-byte messages, at most WINDOW in flight;
  *   - first message on a fresh connection (dial, handshake, ZAP, delivery),
  *     p50 over CONNECT_COUNT redials: what closing an idle DEALER (the LRU
- *     bound) costs when that peer is needed again.
+ *     bound) costs when that peer is needed again. Most of it is libzmq's
+ *     CURVE handshake itself: a bare CURVE DEALER/ROUTER pair without ZAP or
+ *     any of our code took 2-10 ms per fresh connection on the same machine.
  */
 #include <ev.h>
 #include <sodium.h>
