@@ -31,6 +31,7 @@
  * RAFT_HOST_REQUEST_TIMEOUT_MS gets 503 "outcome unknown".
  */
 #include <ev.h>
+#include <stdarg.h>
 #include <rocksdb/c.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -53,15 +54,35 @@ struct rh_peer {
     bool addr_told; /* the transport was given addr */
 };
 
-enum pending_kind { PENDING_FREE = 0, PENDING_WRITE, PENDING_READ_INDEX, PENDING_READ_WAIT };
+enum pending_kind {
+    PENDING_FREE = 0,
+    PENDING_WRITE,      /* proposed here, waiting for the entry to apply */
+    PENDING_READ_INDEX, /* waiting for the ReadIndex confirmation */
+    PENDING_READ_WAIT,  /* confirmed, waiting for applied >= index */
+    PENDING_FORWARD,    /* sent to the leader, waiting for its answer */
+};
+
+#define FWD_OP_GET 3              /* forward op besides enum kv_op */
+#define FWD_HEADER_BYTES 11       /* op u8, request id u64, key length u16 */
+#define FWD_REPLY_HEADER_BYTES 10 /* request id u64, status u16 */
+
+/* Where an answer goes: an API request of ours, or the node that forwarded it. */
+struct reply_to {
+    struct api_request *req; /* local: borrowed until we reply */
+    bool remote;
+    uint8_t pk[NODE_PK_BYTES]; /* remote: the forwarding node */
+    uint64_t rid;              /* remote: its request id */
+};
 
 struct pending {
     enum pending_kind kind;
-    struct api_request *req; /* borrowed until we reply */
-    uint64_t index;          /* write: proposal index; read wait: read index */
-    uint64_t term;           /* write: proposal term */
-    uint64_t ctx;            /* read: ReadIndex request id */
-    uint8_t op;              /* write: enum kv_op */
+    struct reply_to to;
+    uint8_t leader_pk[NODE_PK_BYTES]; /* forward: who must answer */
+    uint64_t rid;                     /* forward: our request id */
+    uint64_t index;                   /* write: proposal index; read wait: read index */
+    uint64_t term;                    /* write: proposal term */
+    uint64_t ctx;                     /* read: ReadIndex request id */
+    uint8_t op;                       /* enum kv_op or FWD_OP_GET */
     uint64_t deadline_ms;
     size_t klen;
     char key[KV_MAX_KEY_BYTES + 1];
@@ -86,6 +107,7 @@ struct raft_host {
     struct raft_conf applied_conf;
     enum raft_role role;
     uint64_t next_read_ctx;
+    uint64_t next_fwd_id;
     struct pending *pending; /* RAFT_HOST_MAX_PENDING slots */
     size_t pending_hw;       /* slots [0, pending_hw) may be in use */
     size_t n_pending;
@@ -96,6 +118,7 @@ struct raft_host {
     uint64_t readies, msgs_sent, msgs_dropped, msgs_received, msgs_bad_sender, msgs_bad;
     uint64_t proposals, applied_entries, bad_commands, snapshots_made, snapshots_installed;
     uint64_t writes_ok, writes_lost, writes_timed_out;
+    uint64_t forwarded, forwards_served, forwards_bad;
 };
 
 /* ---- ids and peers -------------------------------------------------------- */
@@ -211,7 +234,7 @@ static json_t *id_json(const struct raft_host *h, uint64_t id)
 /* ---- pending API requests ------------------------------------------------- */
 
 static struct pending *pending_add(struct raft_host *h, enum pending_kind kind,
-                                   struct api_request *req, const char *key, size_t klen)
+                                   const struct reply_to *to, const char *key, size_t klen)
 {
     if (h->n_pending == RAFT_HOST_MAX_PENDING)
         return NULL;
@@ -221,7 +244,7 @@ static struct pending *pending_add(struct raft_host *h, enum pending_kind kind,
     struct pending *p = &h->pending[i];
     memset(p, 0, offsetof(struct pending, key));
     p->kind = kind;
-    p->req = req;
+    p->to = *to;
     p->klen = klen;
     memcpy(p->key, key, klen);
     p->key[klen] = '\0';
@@ -235,35 +258,78 @@ static struct pending *pending_add(struct raft_host *h, enum pending_kind kind,
 static void pending_free(struct raft_host *h, struct pending *p)
 {
     p->kind = PENDING_FREE;
-    p->req = NULL;
+    p->to.req = NULL;
     h->n_pending--;
     while (h->pending_hw > 0 && h->pending[h->pending_hw - 1].kind == PENDING_FREE)
         h->pending_hw--;
 }
 
-static void reply_not_leader(struct raft_host *h, struct api_request *req)
+/* Sends an answer (body taken) to a local API request or back to a forwarding node. */
+static void answer(struct raft_host *h, const struct reply_to *to, unsigned status, json_t *body)
+{
+    if (!to->remote) {
+        api_reply_json(to->req, status, body);
+        return;
+    }
+    char *txt = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    size_t tl = txt ? strlen(txt) : 0;
+    uint8_t *buf = malloc(FWD_REPLY_HEADER_BYTES + tl);
+    if (buf == NULL) {
+        free(txt);
+        return; /* the forwarder times out: outcome unknown, which is true */
+    }
+    for (int i = 0; i < 8; i++)
+        buf[i] = (uint8_t)(to->rid >> (8 * i));
+    buf[8] = (uint8_t)status;
+    buf[9] = (uint8_t)(status >> 8);
+    if (tl)
+        memcpy(buf + FWD_REPLY_HEADER_BYTES, txt, tl);
+    struct rh_peer *p = peer_by_id(h, raft_host_id_of(to->pk));
+    const char *addr = p && !p->addr_told && p->addr[0] ? p->addr : NULL;
+    if (mesh_send(h->mesh, to->pk, addr, RAFT_HOST_MSG_FORWARD_REPLY, buf,
+                  FWD_REPLY_HEADER_BYTES + tl) != NX_OK)
+        h->forwards_bad++;
+    free(buf);
+    free(txt);
+}
+
+static void answer_error(struct raft_host *h, const struct reply_to *to, unsigned status,
+                         const char *fmt, ...) NX_PRINTF(4, 5);
+static void answer_error(struct raft_host *h, const struct reply_to *to, unsigned status,
+                         const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    answer(h, to, status, json_pack("{s:s}", "error", msg));
+}
+
+static void reply_not_leader(struct raft_host *h, const struct reply_to *to)
 {
     uint64_t leader = raft_leader(h->r);
     struct rh_peer *p = peer_by_id(h, leader);
-    api_reply_json(req, 503,
-                   json_pack("{s:s,s:o,s:s}", "error", "not the leader", "leader",
-                             id_json(h, leader), "leader_address", p ? p->addr : ""));
+    answer(h, to, 503,
+           json_pack("{s:s,s:o,s:s}", "error", "not the leader", "leader", id_json(h, leader),
+                     "leader_address", p ? p->addr : ""));
 }
 
 /* Answers a read with the local copy. */
-static void reply_read(struct raft_host *h, struct api_request *req, const char *key, size_t klen)
+static void reply_read(struct raft_host *h, const struct reply_to *to, const char *key, size_t klen)
 {
     char *value = NULL;
     size_t vlen = 0;
     int rc = kv_get(h->store, key, klen, &value, &vlen);
     if (rc == NX_ERR_NOT_FOUND) {
-        api_reply_json(req, 404,
-                       json_pack("{s:s,s:s#,s:I}", "error", "no such key", "key", key, klen,
-                                 "index", (json_int_t)h->applied));
+        answer(h, to, 404,
+               json_pack("{s:s,s:s#,s:I}", "error", "no such key", "key", key, klen, "index",
+                         (json_int_t)h->applied));
         return;
     }
     if (rc != NX_OK) {
-        api_reply_error(req, 500, "storage error: %s", nx_strerror(rc));
+        answer_error(h, to, 500, "storage error: %s", nx_strerror(rc));
         return;
     }
     json_t *v = json_stringn(value, vlen);
@@ -279,15 +345,14 @@ static void reply_read(struct raft_host *h, struct api_request *req, const char 
         }
     }
     free(value);
-    api_reply_json(req, 200, o);
+    answer(h, to, 200, o);
 }
 
 static void reply_write(struct raft_host *h, struct pending *p)
 {
     json_t *o = json_pack("{s:s#,s:I,s:s}", "key", p->key, p->klen, "index", (json_int_t)p->index,
                           "op", p->op == KV_OP_PUT ? "put" : "delete");
-    (void)h;
-    api_reply_json(p->req, 200, o);
+    answer(h, &p->to, 200, o);
 }
 
 /* Writes whose entry index is now applied: success if the term matches. */
@@ -305,15 +370,15 @@ static void resolve_writes(struct raft_host *h, const struct raft_entry *committ
             reply_write(h, p);
         } else if (e) {
             h->writes_lost++;
-            api_reply_json(p->req, 503,
-                           json_pack("{s:s,s:b}", "error",
-                                     "not committed: leadership changed, retry", "committed", 0));
+            answer(h, &p->to, 503,
+                   json_pack("{s:s,s:b}", "error", "not committed: leadership changed, retry",
+                             "committed", 0));
         } else {
             h->writes_timed_out++;
-            api_reply_json(p->req, 503,
-                           json_pack("{s:s}", "error",
-                                     "outcome unknown: a snapshot replaced the entry, read to "
-                                     "check"));
+            answer(h, &p->to, 503,
+                   json_pack("{s:s}", "error",
+                             "outcome unknown: a snapshot replaced the entry, read to "
+                             "check"));
         }
         pending_free(h, p);
     }
@@ -324,7 +389,7 @@ static void serve_reads(struct raft_host *h)
     for (size_t i = 0; i < h->pending_hw; i++) {
         struct pending *p = &h->pending[i];
         if (p->kind == PENDING_READ_WAIT && p->index <= h->applied) {
-            reply_read(h, p->req, p->key, p->klen);
+            reply_read(h, &p->to, p->key, p->klen);
             pending_free(h, p);
         }
     }
@@ -335,7 +400,7 @@ static void fail_reads(struct raft_host *h, const char *why)
     for (size_t i = 0; i < h->pending_hw; i++) {
         struct pending *p = &h->pending[i];
         if (p->kind == PENDING_READ_INDEX || p->kind == PENDING_READ_WAIT) {
-            api_reply_json(p->req, 503, json_pack("{s:s}", "error", why));
+            answer(h, &p->to, 503, json_pack("{s:s}", "error", why));
             pending_free(h, p);
         }
     }
@@ -347,13 +412,14 @@ static void expire_pending(struct raft_host *h, uint64_t now_ms)
         struct pending *p = &h->pending[i];
         if (p->kind == PENDING_FREE || p->deadline_ms > now_ms)
             continue;
-        if (p->kind == PENDING_WRITE)
+        bool write =
+            p->kind == PENDING_WRITE || (p->kind == PENDING_FORWARD && p->op != FWD_OP_GET);
+        if (write)
             h->writes_timed_out++;
-        api_reply_json(p->req, 503,
-                       json_pack("{s:s}", "error",
-                                 p->kind == PENDING_WRITE
-                                     ? "timed out: outcome unknown, read to check"
-                                     : "timed out waiting for the leader"));
+        answer(h, &p->to, 503,
+               json_pack("{s:s}", "error",
+                         write ? "timed out: outcome unknown, read to check"
+                               : "timed out waiting for the leader"));
         pending_free(h, p);
     }
 }
@@ -550,6 +616,11 @@ static void on_raft_msg(void *ctx, const uint8_t sender[NODE_PK_BYTES], const ui
 
 /* ---- start / stop ---------------------------------------------------------- */
 
+static void on_forward(void *ctx, const uint8_t sender[NODE_PK_BYTES], const uint8_t *body,
+                       size_t len);
+static void on_forward_reply(void *ctx, const uint8_t sender[NODE_PK_BYTES], const uint8_t *body,
+                             size_t len);
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -662,6 +733,10 @@ int raft_host_start(struct raft_host **out, struct ev_loop *loop, struct mesh *m
         rc = create_core(h, err, cap);
     if (rc == NX_OK)
         rc = mesh_set_handler(mesh, NCAP_MSG_RAFT, on_raft_msg, h);
+    if (rc == NX_OK)
+        rc = mesh_set_handler(mesh, RAFT_HOST_MSG_FORWARD, on_forward, h);
+    if (rc == NX_OK)
+        rc = mesh_set_handler(mesh, RAFT_HOST_MSG_FORWARD_REPLY, on_forward_reply, h);
     if (rc != NX_OK) {
         if (err[0] == '\0')
             snprintf(err, cap, "raft: cannot start: %s", nx_strerror(rc));
@@ -722,6 +797,9 @@ json_t *raft_host_status_json(const struct raft_host *h)
         "snapshots_installed", (json_int_t)h->snapshots_installed, "writes_ok",
         (json_int_t)h->writes_ok, "writes_lost", (json_int_t)h->writes_lost, "writes_timed_out",
         (json_int_t)h->writes_timed_out);
+    json_object_set_new(counters, "forwarded", json_integer((json_int_t)h->forwarded));
+    json_object_set_new(counters, "forwards_served", json_integer((json_int_t)h->forwards_served));
+    json_object_set_new(counters, "forwards_bad", json_integer((json_int_t)h->forwards_bad));
     return json_pack("{s:s,s:s,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:o}", "id", rid, "role",
                      raft_role_name(raft_role(h->r)), "term", (json_int_t)raft_term(h->r), "leader",
                      id_json(h, raft_leader(h->r)), "commit_index",
@@ -734,23 +812,26 @@ json_t *raft_host_status_json(const struct raft_host *h)
 
 /* ---- API ---------------------------------------------------------------------- */
 
-static enum api_result kv_write(struct raft_host *h, struct api_request *req, enum kv_op op,
-                                const char *key, size_t klen)
+/* Proposes a write; value is borrowed. API_PENDING when the answer comes later. */
+static enum api_result kv_write(struct raft_host *h, const struct reply_to *to, enum kv_op op,
+                                const char *key, size_t klen, const char *value, size_t vlen)
 {
-    size_t vlen = 0;
-    const char *value = op == KV_OP_PUT ? api_req_body(req, &vlen) : NULL;
     if (vlen > KV_MAX_VALUE_BYTES) {
-        api_reply_error(req, 413, "value of %zu bytes is over the limit of %u", vlen,
-                        KV_MAX_VALUE_BYTES);
+        answer_error(h, to, 413, "value of %zu bytes is over the limit of %u", vlen,
+                     KV_MAX_VALUE_BYTES);
         return API_DONE;
     }
     if (raft_role(h->r) != RAFT_LEADER) {
-        reply_not_leader(h, req);
+        reply_not_leader(h, to);
+        return API_DONE;
+    }
+    if (h->n_pending == RAFT_HOST_MAX_PENDING) {
+        answer_error(h, to, 503, "too many pending requests, retry");
         return API_DONE;
     }
     uint8_t *cmd = malloc(KV_CMD_HEADER_BYTES + klen + vlen);
     if (cmd == NULL) {
-        api_reply_error(req, 500, "out of memory");
+        answer_error(h, to, 500, "out of memory");
         return API_DONE;
     }
     long len = kv_cmd_encode(op, key, klen, value, vlen, cmd, KV_CMD_HEADER_BYTES + klen + vlen);
@@ -759,52 +840,83 @@ static enum api_result kv_write(struct raft_host *h, struct api_request *req, en
     free(cmd);
     if (rc != NX_OK) {
         if (rc == NX_ERR_NOT_LEADER)
-            reply_not_leader(h, req);
+            reply_not_leader(h, to);
         else
-            api_reply_error(req, rc == NX_ERR_TOO_BIG ? 413 : 503, "cannot propose: %s",
-                            nx_strerror(rc));
+            answer_error(h, to, rc == NX_ERR_TOO_BIG ? 413 : 503, "cannot propose: %s",
+                         nx_strerror(rc));
         return API_DONE;
     }
     h->proposals++;
-    struct pending *p = pending_add(h, PENDING_WRITE, req, key, klen);
-    if (p == NULL) {
-        /* Proposed but untracked: the outcome is unknown to the client. */
-        api_reply_error(req, 503, "too many pending requests; outcome unknown");
-        return API_DONE;
-    }
+    struct pending *p = pending_add(h, PENDING_WRITE, to, key, klen);
+    NX_ASSERT(p != NULL); /* checked above, nothing freed slots in between */
     p->index = index;
     p->term = raft_term(h->r);
     p->op = (uint8_t)op;
     return API_PENDING;
 }
 
-static enum api_result kv_read(struct raft_host *h, struct api_request *req, const char *key,
+static enum api_result kv_read(struct raft_host *h, const struct reply_to *to, const char *key,
                                size_t klen)
 {
-    if (api_req_query(req, "stale") != NULL) {
-        reply_read(h, req, key, klen);
-        return API_DONE;
-    }
     if (raft_role(h->r) != RAFT_LEADER) {
-        reply_not_leader(h, req);
+        reply_not_leader(h, to);
         return API_DONE;
     }
     if (h->n_pending == RAFT_HOST_MAX_PENDING) {
-        api_reply_error(req, 503, "too many pending requests");
+        answer_error(h, to, 503, "too many pending requests, retry");
         return API_DONE;
     }
     uint64_t ctx = ++h->next_read_ctx;
     int rc = raft_read_index(h->r, ctx);
     if (rc != NX_OK) {
         if (rc == NX_ERR_NOT_LEADER)
-            reply_not_leader(h, req);
+            reply_not_leader(h, to);
         else
-            api_reply_error(req, 503, "cannot read now: %s, retry", nx_strerror(rc));
+            answer_error(h, to, 503, "cannot read now: %s, retry", nx_strerror(rc));
         return API_DONE;
     }
-    struct pending *p = pending_add(h, PENDING_READ_INDEX, req, key, klen);
+    struct pending *p = pending_add(h, PENDING_READ_INDEX, to, key, klen);
     p->ctx = ctx;
     return API_PENDING;
+}
+
+/*
+ * On a follower: sends the request to the leader over the mesh and relays its
+ * answer. Returns false when the leader or its address is unknown.
+ */
+static bool forward(struct raft_host *h, struct api_request *req, uint8_t op, const char *key,
+                    size_t klen, const char *value, size_t vlen)
+{
+    struct rh_peer *leader = peer_by_id(h, raft_leader(h->r));
+    if (leader == NULL || leader->addr[0] == '\0' || h->n_pending == RAFT_HOST_MAX_PENDING ||
+        vlen > KV_MAX_VALUE_BYTES)
+        return false;
+    uint8_t *buf = malloc(FWD_HEADER_BYTES + klen + vlen);
+    if (buf == NULL)
+        return false;
+    uint64_t rid = ++h->next_fwd_id;
+    buf[0] = op;
+    for (int i = 0; i < 8; i++)
+        buf[1 + i] = (uint8_t)(rid >> (8 * i));
+    buf[9] = (uint8_t)klen;
+    buf[10] = (uint8_t)(klen >> 8);
+    memcpy(buf + FWD_HEADER_BYTES, key, klen);
+    if (vlen)
+        memcpy(buf + FWD_HEADER_BYTES + klen, value, vlen);
+    int rc = mesh_send(h->mesh, leader->pk, leader->addr_told ? NULL : leader->addr,
+                       RAFT_HOST_MSG_FORWARD, buf, FWD_HEADER_BYTES + klen + vlen);
+    free(buf);
+    if (rc != NX_OK)
+        return false;
+    leader->addr_told = true;
+    struct reply_to to = {.req = req};
+    struct pending *p = pending_add(h, PENDING_FORWARD, &to, key, klen);
+    p->rid = rid;
+    p->op = op;
+    memcpy(p->leader_pk, leader->pk, NODE_PK_BYTES);
+    p->deadline_ms += RAFT_HOST_FORWARD_EXTRA_MS; /* let the leader's own timeout answer first */
+    h->forwarded++;
+    return true;
 }
 
 enum api_result raft_host_api_kv(void *ctx, struct api_request *req)
@@ -812,20 +924,100 @@ enum api_result raft_host_api_kv(void *ctx, struct api_request *req)
     struct raft_host *h = ctx;
     const char *key = api_req_tail(req);
     size_t klen = strlen(key);
+    struct reply_to to = {.req = req};
     if (!kv_key_valid(key, klen)) {
         api_reply_error(req, 400, "key must be 1 to %d printable ASCII bytes without spaces",
                         KV_MAX_KEY_BYTES);
         return API_DONE;
     }
     const char *method = api_req_method(req);
+    uint8_t op;
     if (strcmp(method, "GET") == 0)
-        return kv_read(h, req, key, klen);
-    if (strcmp(method, "PUT") == 0)
-        return kv_write(h, req, KV_OP_PUT, key, klen);
-    if (strcmp(method, "DELETE") == 0)
-        return kv_write(h, req, KV_OP_DELETE, key, klen);
-    api_reply_error(req, 405, "method %s not allowed", method);
-    return API_DONE;
+        op = FWD_OP_GET;
+    else if (strcmp(method, "PUT") == 0)
+        op = KV_OP_PUT;
+    else if (strcmp(method, "DELETE") == 0)
+        op = KV_OP_DELETE;
+    else {
+        api_reply_error(req, 405, "method %s not allowed", method);
+        return API_DONE;
+    }
+    if (op == FWD_OP_GET && api_req_query(req, "stale") != NULL) {
+        reply_read(h, &to, key, klen);
+        return API_DONE;
+    }
+    size_t vlen = 0;
+    const char *value = op == KV_OP_PUT ? api_req_body(req, &vlen) : NULL;
+    if (raft_role(h->r) != RAFT_LEADER && forward(h, req, op, key, klen, value, vlen))
+        return API_PENDING;
+    if (op == FWD_OP_GET)
+        return kv_read(h, &to, key, klen);
+    return kv_write(h, &to, (enum kv_op)op, key, klen, value, vlen);
+}
+
+/* Leader side of forwarding: a request from another member, answered over the mesh. */
+static void on_forward(void *ctx, const uint8_t sender[NODE_PK_BYTES], const uint8_t *body,
+                       size_t len)
+{
+    struct raft_host *h = ctx;
+    if (len < FWD_HEADER_BYTES) {
+        h->forwards_bad++;
+        return;
+    }
+    struct reply_to to = {.remote = true};
+    memcpy(to.pk, sender, NODE_PK_BYTES);
+    for (int i = 7; i >= 0; i--)
+        to.rid = (to.rid << 8) | body[1 + i];
+    size_t klen = (size_t)body[9] | ((size_t)body[10] << 8);
+    const char *key = (const char *)body + FWD_HEADER_BYTES;
+    uint8_t op = body[0];
+    if (klen > len - FWD_HEADER_BYTES || !kv_key_valid(key, klen) ||
+        (op != KV_OP_PUT && op != KV_OP_DELETE && op != FWD_OP_GET)) {
+        h->forwards_bad++;
+        answer_error(h, &to, 400, "malformed forwarded request");
+        return;
+    }
+    h->forwards_served++;
+    size_t vlen = len - FWD_HEADER_BYTES - klen;
+    if (op == FWD_OP_GET)
+        (void)kv_read(h, &to, key, klen);
+    else
+        (void)kv_write(h, &to, (enum kv_op)op, key, klen, key + klen, vlen);
+}
+
+/* Follower side: the leader's answer to a forwarded request, relayed to the client. */
+static void on_forward_reply(void *ctx, const uint8_t sender[NODE_PK_BYTES], const uint8_t *body,
+                             size_t len)
+{
+    struct raft_host *h = ctx;
+    if (len < FWD_REPLY_HEADER_BYTES) {
+        h->forwards_bad++;
+        return;
+    }
+    uint64_t rid = 0;
+    for (int i = 7; i >= 0; i--)
+        rid = (rid << 8) | body[i];
+    unsigned status = (unsigned)body[8] | ((unsigned)body[9] << 8);
+    for (size_t i = 0; i < h->pending_hw; i++) {
+        struct pending *p = &h->pending[i];
+        if (p->kind != PENDING_FORWARD || p->rid != rid ||
+            memcmp(p->leader_pk, sender, NODE_PK_BYTES) != 0)
+            continue;
+        json_t *reply = json_loadb((const char *)body + FWD_REPLY_HEADER_BYTES,
+                                   len - FWD_REPLY_HEADER_BYTES, 0, NULL);
+        if (reply == NULL || status < 200 || status > 599) {
+            json_decref(reply);
+            h->forwards_bad++;
+            reply = json_pack("{s:s}", "error",
+                              p->op == FWD_OP_GET ? "bad answer from the leader"
+                                                  : "bad answer from the leader: outcome unknown");
+            status = 502;
+        }
+        api_reply_json(p->to.req, status, reply);
+        pending_free(h, p);
+        return;
+    }
+    h->forwards_bad++; /* late (timed out) or unknown: dropped */
 }
 
 static enum api_result conf_change(struct raft_host *h, struct api_request *req,
@@ -834,7 +1026,8 @@ static enum api_result conf_change(struct raft_host *h, struct api_request *req,
     uint64_t index = 0;
     int rc = raft_propose_conf_change(h->r, op, id, &index);
     if (rc == NX_ERR_NOT_LEADER) {
-        reply_not_leader(h, req);
+        struct reply_to to = {.req = req};
+        reply_not_leader(h, &to);
         return API_DONE;
     }
     if (rc != NX_OK) {

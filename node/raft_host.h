@@ -29,7 +29,18 @@
 #define RAFT_HOST_DEFAULT_SNAPSHOT_EVERY 10000
 #define RAFT_HOST_MAX_PENDING 8192        /* API requests waiting on Raft */
 #define RAFT_HOST_REQUEST_TIMEOUT_MS 8000 /* then 503, outcome unknown */
-#define RAFT_HOST_MAX_PEERS RAFT_MAX_NODES * 4
+#define RAFT_HOST_MAX_PEERS (RAFT_MAX_NODES * 4)
+#define RAFT_HOST_FORWARD_EXTRA_MS 1000 /* a forwarder waits this much past the leader */
+
+/*
+ * Envelope types of this module (NCAP_MSG_* values 50..59 are reserved for it):
+ * a follower forwards a KV request to the leader and relays the answer.
+ *   FORWARD:       op u8 (1 put, 2 delete, 3 get) | request id u64 LE |
+ *                  key length u16 LE | key | value
+ *   FORWARD_REPLY: request id u64 LE | HTTP status u16 LE | JSON answer
+ */
+#define RAFT_HOST_MSG_FORWARD 50
+#define RAFT_HOST_MSG_FORWARD_REPLY 51
 
 struct raft_host;
 

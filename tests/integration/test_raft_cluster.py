@@ -1,14 +1,14 @@
 """Three real nodes on loopback with static bootstrap (each started with
 --bootstrap and the other two as --peer): one leader is elected, writes on
-the leader are readable everywhere, a follower answers writes with 503 and
-the leader's id (the client retries there), kill -9 of the leader elects a
+the leader are readable everywhere, a follower forwards requests to the
+leader over the mesh and relays the answers, kill -9 of the leader elects a
 new one within a measured bound and keeps every acknowledged write, and a
 damaged data directory makes a node refuse to start with a one-line error."""
 import os
 import time
 import unittest
 
-from harness import (Cluster, NEXUS, http, kv_path, raft_cluster, raft_leader, raft_status,
+from harness import (Cluster, NEXUS, http, kv_path, raft_cluster, raft_leader, raft_status, run,
                      wait_for)
 import subprocess
 
@@ -65,18 +65,23 @@ class RaftClusterTest(unittest.TestCase):
             code, body = http(n, 'GET', kv_path('k7', stale=True))
             self.assertEqual((code, body['value']), (200, 'v7'))
 
-    def test_2_follower_redirects_to_leader(self):
+    def test_2_follower_forwards_to_leader(self):
         leader = raft_leader(self.nodes)
         follower = next(n for n in self.nodes if n is not leader)
+        before = raft_status(follower)['counters']['forwarded']
         code, body = http(follower, 'PUT', kv_path('via'), b'follower')
-        self.assertEqual(code, 503)
-        self.assertEqual(body['error'], 'not the leader')
-        self.assertEqual(body['leader'], leader.id)
+        self.assertEqual(code, 200, body)
         code, body = http(follower, 'GET', kv_path('via'))
-        self.assertEqual((code, body['leader']), (503, leader.id))
-        put_anywhere([follower] + [n for n in self.nodes if n is not follower], 'via', 'follower')
-        code, body = http(leader, 'GET', kv_path('via'))
-        self.assertEqual((code, body['value']), (200, 'follower'))
+        self.assertEqual((code, body.get('value')), (200, 'follower'))
+        code, body = http(follower, 'DELETE', kv_path('via'))
+        self.assertEqual(code, 200, body)
+        code, body = http(follower, 'GET', kv_path('via'))
+        self.assertEqual((code, body.get('error')), (404, 'no such key'))
+        self.assertEqual(raft_status(follower)['counters']['forwarded'], before + 4)
+        self.assertGreaterEqual(raft_status(leader)['counters']['forwards_served'], 4)
+        r = run('kv', 'put', 'cli-via', 'f', '--api', follower.api, '--data-dir',
+                follower.data_dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_3_kill9_leader_new_leader_and_writes_survive(self):
         leader = raft_leader(self.nodes)
