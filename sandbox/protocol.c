@@ -14,6 +14,9 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,32 @@ void sbx_reply_clear(struct sbx_reply *reply)
     memset(reply, 0, sizeof *reply);
 }
 
+/*
+ * write() to the agent's stdin without SIGPIPE: an agent that exits before
+ * reading its request must not kill the node. SIGPIPE is blocked for the
+ * call and a SIGPIPE it raised is consumed, leaving the process's signal
+ * dispositions alone (the library does not own them).
+ */
+static ssize_t write_nosigpipe(int fd, const char *buf, size_t len)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    ssize_t n = write(fd, buf, len);
+    int saved = errno;
+    if (n < 0 && errno == EPIPE && !was_pending) {
+        const struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+    return n;
+}
+
 static int write_all(struct sbx_run *run, const char *buf, size_t len, uint64_t deadline_us,
                      char *err, size_t err_len)
 {
@@ -38,7 +67,7 @@ static int write_all(struct sbx_run *run, const char *buf, size_t len, uint64_t 
             sbx_errf(err, err_len, "protocol: stdin already closed");
             return NX_ERR_STATE;
         }
-        ssize_t n = write(run->stdin_w, buf + off, len - off);
+        ssize_t n = write_nosigpipe(run->stdin_w, buf + off, len - off);
         if (n > 0) {
             off += (size_t)n;
             continue;

@@ -285,6 +285,31 @@ static void output_flood_is_cut_at_the_total_limit(void **state)
     ts_rmrf(bundle);
 }
 
+static void request_to_a_dead_agent_fails_without_sigpipe(void **state)
+{
+    (void)state;
+    NEED_ROOT();
+    char bundle[128];
+    ts_bundle_new(bundle, sizeof bundle);
+    struct sbx_config cfg;
+    ts_config(&cfg, bundle);
+    const char *argv[] = {"/usr/bin/true", NULL};
+    cfg.argv = argv;
+    struct sbx_run *run;
+    char err[SBX_ERR_MAX] = "";
+    assert_int_equal(sbx_run_start(&cfg, &run, err, sizeof err), 0);
+    usleep(300000); /* the agent has exited; its stdin has no reader */
+    struct sbx_reply reply;
+    json_t *input = json_string("anyone?");
+    int rc = sbx_call(run, 1, input, NULL, 1000, &reply, err, sizeof err);
+    assert_true(rc == NX_ERR_UNAVAILABLE);
+    json_decref(input);
+    struct sbx_usage u;
+    assert_int_equal(sbx_run_wait(run, &u), 0);
+    sbx_run_free(run);
+    ts_rmrf(bundle);
+}
+
 struct sup_log {
     uint64_t delays[8];
     int n;
@@ -345,6 +370,7 @@ int main(void)
         cmocka_unit_test(silence_and_early_exit_are_reported),
         cmocka_unit_test(output_flood_is_cut_at_the_total_limit),
         cmocka_unit_test(long_running_agent_is_restarted_with_backoff_and_stopped),
+        cmocka_unit_test(request_to_a_dead_agent_fails_without_sigpipe),
     };
     if (getenv("NX_TEST_FILTER"))
         cmocka_set_test_filter(getenv("NX_TEST_FILTER"));
