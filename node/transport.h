@@ -162,6 +162,14 @@ bool node_transport_peer_known(const struct node_transport *tp,
                                const uint8_t pk[NODE_TRANSPORT_PK_BYTES]);
 
 /*
+ * True while our connection to the peer has completed its CURVE handshake and
+ * not dropped since (for status pages; it lags reality by a heartbeat at most
+ * when the peer vanishes without closing). False for unknown peers.
+ */
+bool node_transport_peer_connected(const struct node_transport *tp,
+                                   const uint8_t pk[NODE_TRANSPORT_PK_BYTES]);
+
+/*
  * Queues len bytes (borrowed for the call; copied) for the peer. Never blocks.
  * 0 when queued; NX_ERR_NOT_FOUND for an unknown peer, NX_ERR_TOO_BIG above
  * max_msg_bytes, NX_ERR_FULL when the peer's queue is at its bound (the

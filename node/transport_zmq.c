@@ -131,6 +131,7 @@ struct peer {
     struct zmq_watch watch, monitor_watch;
     double retry_at;     /* ev_now() before which a refused peer is not redialed */
     uint32_t backoff_ms; /* next wait after a refused handshake */
+    bool connected;      /* handshake done and not disconnected since (monitor events) */
     uint64_t last_use;   /* tp->use_tick at the last send/receive: LRU order */
     struct node_transport *tp;
 };
@@ -448,6 +449,7 @@ static void peer_disconnect(struct node_transport *tp, struct peer *p)
     close_socket(&p->monitor);
     zmq_watch_stop(&p->watch);
     close_socket(&p->dealer);
+    p->connected = false;
     NX_ASSERT(tp->open_count > 0);
     tp->open_count--;
 }
@@ -546,6 +548,9 @@ static void monitor_readable(struct zmq_watch *w)
         zmq_msg_close(&ev);
         if (event & ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             p->backoff_ms = tp->lim.reconnect_ivl_ms;
+            p->connected = true;
+        } else if (event & ZMQ_EVENT_DISCONNECTED) {
+            p->connected = false; /* libzmq redials on its own */
         } else if (event & HANDSHAKE_FAILED_EVENTS) {
             tp->c.handshake_failed++;
             p->retry_at = ev_now(tp->loop) + p->backoff_ms / 1000.0;
@@ -565,8 +570,8 @@ static int monitor_open(struct node_transport *tp, struct peer *p, void *dealer)
 {
     char name[64];
     snprintf(name, sizeof name, "inproc://nx-monitor-%llu", (unsigned long long)tp->monitor_seq++);
-    if (zmq_socket_monitor(dealer, name, HANDSHAKE_FAILED_EVENTS | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) !=
-        0)
+    int events = HANDSHAKE_FAILED_EVENTS | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED;
+    if (zmq_socket_monitor(dealer, name, events) != 0)
         goto err;
     p->monitor = zmq_socket(tp->zctx, ZMQ_PAIR);
     if (p->monitor == NULL)
@@ -696,6 +701,13 @@ bool node_transport_peer_known(const struct node_transport *tp,
                                const uint8_t pk[NODE_TRANSPORT_PK_BYTES])
 {
     return peer_find(tp, pk) != NULL;
+}
+
+bool node_transport_peer_connected(const struct node_transport *tp,
+                                   const uint8_t pk[NODE_TRANSPORT_PK_BYTES])
+{
+    const struct peer *p = peer_find(tp, pk);
+    return p != NULL && p->connected;
 }
 
 /* ---- sending ------------------------------------------------------------ */

@@ -164,6 +164,14 @@ static uint64_t wait_counter(const struct tnode *n, size_t offset)
     return v;
 }
 
+/* Runs the loop until node_transport_peer_connected(n, pk) == want (or 2 s pass). */
+static bool wait_connected(const struct tnode *n, const uint8_t *pk, bool want)
+{
+    for (int i = 0; i < 200 && node_transport_peer_connected(n->tp, pk) != want; i++)
+        run_for(10);
+    return node_transport_peer_connected(n->tp, pk) == want;
+}
+
 #define WAIT_COUNTER(n, field) wait_counter(n, offsetof(struct node_transport_counters, field))
 
 /*
@@ -460,14 +468,16 @@ static void restarted_peer_on_the_same_port_is_reached_again(void **state)
     send_seq(&a, b.pk, 0, 8);
     assert_true(run_until(&b.got, 1, WAIT_MS));
 
+    assert_true(wait_connected(&a, b.pk, true));
     char endpoint[NODE_TRANSPORT_ENDPOINT_MAX];
     snprintf(endpoint, sizeof endpoint, "%s", node_transport_endpoint(b.tp));
     node_transport_close(b.tp);
     b.tp = NULL;
-    run_for(50);
+    assert_true(wait_connected(&a, b.pk, false));
     node_start(&b, false, NULL, endpoint); /* same key, same port, empty memory */
     /* Messages written into the dead connection are lost; new ones get through. */
     assert_true(send_until_received(&a, &b, "again"));
+    assert_true(wait_connected(&a, b.pk, true));
     assert_memory_equal(b.last_sender, a.pk, 32);
     node_fini(&a);
     node_fini(&b);
