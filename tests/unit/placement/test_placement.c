@@ -422,6 +422,53 @@ static void admission_refuses_when_the_real_state_changed(void **state)
     assert_int_equal(why.reason, PLACE_LABEL);
 }
 
+/* The documented flow: rank the best three, the first refuses, the second admits. */
+static void a_refusal_falls_through_to_the_next_pick(void **state)
+{
+    (void)state;
+    struct gossip_member_info view[3];
+    struct node_resources real[3];
+    struct node_reserved held[3] = {{0}};
+    for (uint8_t i = 0; i < 3; i++) {
+        uint32_t cpu = 4000 - 1000u * i; /* member 0 looks best, then 1, then 2 */
+        make_member(&view[i], (uint8_t)(0x20 + i), GOSSIP_ALIVE, cpu, 4000, 8 * GIB, 8 * GIB);
+        real[i] = (struct node_resources){.cpu_total_millicores = 4000,
+                                          .cpu_free_millicores = cpu,
+                                          .mem_total_bytes = 8 * GIB,
+                                          .mem_free_bytes = 8 * GIB};
+    }
+    /* since the view was gossiped, member 0 admitted a big run of someone else's */
+    struct node_request other = {.cpu_millicores = 3500};
+    struct node_grant g;
+    assert_int_equal(node_resources_reserve(&held[0], &real[0], &other, &g), NX_OK);
+
+    struct place_needs nd = {.cpu_millicores = 1000, .mem_bytes = GIB};
+    struct place_pick picks[3];
+    struct place_result res;
+    assert_int_equal(rank(&nd, view, 3, 5, NULL, picks, 3, &res), NX_OK);
+    assert_int_equal(picks[0].member, 0);
+    int admitted_by = -1;
+    char why_text[PLACE_REASON_MAX] = "";
+    for (uint32_t i = 0; i < res.picked_count && admitted_by < 0; i++) {
+        uint32_t t = picks[i].member;
+        struct node_resources avail = real[t];
+        node_resources_subtract(&avail, &held[t]);
+        struct place_verdict why;
+        int rc = place_admit(&nd, view[t].id, &avail, NULL, 0, &why);
+        if (rc == NX_ERR_LIMIT) {
+            place_verdict_format(&why, &nd, &view[t], why_text, sizeof why_text);
+            continue;
+        }
+        assert_int_equal(rc, NX_OK);
+        struct node_request req = {.cpu_millicores = nd.cpu_millicores, .mem_bytes = nd.mem_bytes};
+        assert_int_equal(node_resources_reserve(&held[t], &real[t], &req, &g), NX_OK);
+        admitted_by = (int)t;
+    }
+    assert_int_equal(admitted_by, 1);
+    assert_string_equal(why_text, "needs 1000 millicores, has 500 free");
+    assert_int_equal(held[1].cpu_millicores, 1000);
+}
+
 /* ---- spread ---------------------------------------------------------------- */
 
 static void many_runs_spread_evenly_over_equal_members(void **state)
@@ -695,6 +742,7 @@ int main(void)
         cmocka_unit_test(runs_without_gpus_prefer_members_without_free_gpus),
         cmocka_unit_test(no_fit_names_the_dimension_and_the_closest_member),
         cmocka_unit_test(admission_refuses_when_the_real_state_changed),
+        cmocka_unit_test(a_refusal_falls_through_to_the_next_pick),
         cmocka_unit_test(many_runs_spread_evenly_over_equal_members),
         cmocka_unit_test(many_runs_spread_in_proportion_to_capacity),
         cmocka_unit_test(charge_takes_the_gpus_a_run_would_use),
