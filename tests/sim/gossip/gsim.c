@@ -369,6 +369,25 @@ void gsim_crash(struct gsim *s, uint32_t node)
     s->nodes[node].crashed = true;
 }
 
+int gsim_restart(struct gsim *s, uint32_t node, uint64_t incarnation, uint32_t via)
+{
+    struct sim_node *nd = &s->nodes[node];
+    struct gossip_meta meta;
+    node_meta(&meta, node);
+    gossip_destroy(nd->core);
+    nd->core =
+        gossip_create(&s->cfg.gossip, nd->id, &meta, incarnation, nx_rng_next(&s->rng), s->now);
+    if (!nd->core)
+        return -1;
+    nd->crashed = false;
+    nd->tick_at = UINT64_MAX;
+    node_meta(&meta, via);
+    if (gossip_join(nd->core, s->now, s->nodes[via].id, meta.addr) != NX_OK)
+        return -1;
+    drain(s, node);
+    return 0;
+}
+
 void gsim_leave(struct gsim *s, uint32_t node)
 {
     gossip_leave(s->nodes[node].core, s->now);

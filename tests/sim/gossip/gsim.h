@@ -63,6 +63,11 @@ uint64_t gsim_now(const struct gsim *s);
 /* Adds a node that joins through node `via`; returns its index or -1. */
 int gsim_add_node(struct gsim *s, uint32_t via);
 void gsim_crash(struct gsim *s, uint32_t node);
+/*
+ * Restarts a crashed node: memory lost, same id, the given starting
+ * incarnation, joining through node `via`. 0 or -1.
+ */
+int gsim_restart(struct gsim *s, uint32_t node, uint64_t incarnation, uint32_t via);
 void gsim_leave(struct gsim *s, uint32_t node);
 void gsim_set_slow(struct gsim *s, uint32_t node, uint32_t factor);
 /* group[i] for each node; messages between groups are lost. NULL heals. */

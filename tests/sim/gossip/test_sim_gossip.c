@@ -254,6 +254,44 @@ static void healed_partition_merges_into_one_view(void **state)
     }
 }
 
+/* ---- restart ------------------------------------------------------------------- */
+
+static void restarted_member_rejoins_with_higher_incarnation(void **state)
+{
+    (void)state;
+    const char *test = "restarted_member_rejoins_with_higher_incarnation";
+    uint64_t sd[SEEDS_MAX];
+    int ns = seeds(sd, 3, 606);
+    uint32_t n = quick() ? 16 : 32;
+    for (int k = 0; k < ns; k++) {
+        struct gsim_config cfg = base_config(n, sd[k]);
+        struct gsim *s = gsim_create(&cfg);
+        assert_non_null(s);
+        uint64_t period = cfg.gossip.probe_interval_ms;
+        uint32_t victim = (uint32_t)(sd[k] % n), via = (victim + 1) % n;
+        gsim_run_until(s, gsim_now(s) + 5 * period);
+        gsim_crash(s, victim);
+        gsim_run_until(s, gsim_now(s) + 80 * period);
+        assert_int_equal(gsim_count_not_in_state(s, victim, GOSSIP_DEAD), 0);
+        /* the host passes a larger starting incarnation (e.g. wall-clock ms);
+         * every other seed it restarts at 1 and must refute its own death */
+        uint64_t inc = k % 2 ? 1 : gsim_now(s);
+        assert_int_equal(gsim_restart(s, victim, inc, via), 0);
+        uint64_t t0 = gsim_now(s), t = t0;
+        while (gsim_unconverged_pairs(s) > 0 && t < t0 + 30 * period) {
+            t += 50;
+            gsim_run_until(s, t);
+        }
+        printf("  seed %llu: N=%u, member %u restarted at incarnation %llu, alive everywhere "
+               "after %.1f periods\n",
+               (unsigned long long)sd[k], n, victim, (unsigned long long)inc,
+               (double)(t - t0) / (double)period);
+        expect_converged(s, test, sd[k]);
+        expect_no_false_death(s, test, sd[k]);
+        gsim_destroy(s);
+    }
+}
+
 /* ---- churn ------------------------------------------------------------------------- */
 
 static uint32_t random_healthy(const struct gsim *s, struct nx_rng *r)
@@ -307,6 +345,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(crashed_member_declared_dead_by_all_within_bound),
         cmocka_unit_test(no_healthy_member_dead_under_loss_and_slow_node),
         cmocka_unit_test(healed_partition_merges_into_one_view),
+        cmocka_unit_test(restarted_member_rejoins_with_higher_incarnation),
         cmocka_unit_test(churn_keeps_views_consistent),
     };
     if (argc > 1)
