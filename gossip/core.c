@@ -775,20 +775,31 @@ static void probe_next(struct gossip_core *c, uint32_t idx)
     c->probe_list[q] = idx;
 }
 
-static void on_suspect(struct gossip_core *c, uint64_t now, const uint8_t *id, uint64_t inc,
-                       const uint8_t *from)
+/*
+ * Common start of a negative claim (suspect, dead, left) at incarnation inc:
+ * refutes it when it is about us, notes a stale sender when we know better.
+ * Returns the member's index, or NO_INDEX when there is nothing more to do.
+ */
+static uint32_t claim_target(struct gossip_core *c, uint64_t now, const uint8_t *id, uint64_t inc)
 {
     uint32_t idx = find(c, id);
     if (idx == 0) {
         if (!c->left)
             refute(c, now, inc);
-        return;
+        return NO_INDEX;
     }
+    if (idx != NO_INDEX && inc < c->m[idx].incarnation && c->m[idx].state == GOSSIP_ALIVE)
+        note_stale(c, idx);
+    return idx;
+}
+
+static void on_suspect(struct gossip_core *c, uint64_t now, const uint8_t *id, uint64_t inc,
+                       const uint8_t *from)
+{
+    uint32_t idx = claim_target(c, now, id, inc);
     if (idx == NO_INDEX)
         return;
     struct member *m = &c->m[idx];
-    if (inc < m->incarnation && m->state == GOSSIP_ALIVE)
-        note_stale(c, idx);
     if (!is_live(m->state) || inc < m->incarnation)
         return;
     uint32_t from_idx = find(c, from);
@@ -816,17 +827,10 @@ static void on_suspect(struct gossip_core *c, uint64_t now, const uint8_t *id, u
 static void on_dead_or_left(struct gossip_core *c, uint64_t now, const uint8_t *id, uint64_t inc,
                             uint8_t state)
 {
-    uint32_t idx = find(c, id);
-    if (idx == 0) {
-        if (!c->left)
-            refute(c, now, inc);
-        return;
-    }
+    uint32_t idx = claim_target(c, now, id, inc);
     if (idx == NO_INDEX)
         return;
     struct member *m = &c->m[idx];
-    if (inc < m->incarnation && m->state == GOSSIP_ALIVE)
-        note_stale(c, idx);
     if (inc < m->incarnation || m->state == GOSSIP_LEFT || m->state == state)
         return;
     m->incarnation = inc;

@@ -23,15 +23,9 @@
 #include "gossip/gossip.h"
 #include "tests/sim/gossip/gsim.h"
 
-/* NX_SIM_QUICK=1, or any sanitizer build: fewer seeds, members and periods. */
 static bool quick(void)
 {
-#if defined(__SANITIZE_ADDRESS__)
-    return true;
-#else
-    const char *q = getenv("NX_SIM_QUICK");
-    return q && *q && strcmp(q, "0") != 0;
-#endif
+    return gsim_quick();
 }
 
 static double wall_s(void)

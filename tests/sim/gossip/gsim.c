@@ -322,6 +322,16 @@ void gsim_run_until(struct gsim *s, uint64_t t_ms)
         s->now = t_ms;
 }
 
+bool gsim_quick(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#else
+    const char *q = getenv("NX_SIM_QUICK");
+    return q && *q && strcmp(q, "0") != 0;
+#endif
+}
+
 uint64_t gsim_now(const struct gsim *s)
 {
     return s->now;

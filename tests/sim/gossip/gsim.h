@@ -52,6 +52,9 @@ struct gsim_stats {
 
 struct gsim;
 
+/* NX_SIM_QUICK=1, or a sanitizer build: callers run fewer seeds and members. */
+bool gsim_quick(void);
+
 /* NULL on bad config or no memory. */
 struct gsim *gsim_create(const struct gsim_config *cfg);
 void gsim_destroy(struct gsim *s);

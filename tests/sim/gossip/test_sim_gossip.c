@@ -22,15 +22,9 @@
 
 #define SEEDS_MAX 8
 
-/* NX_SIM_QUICK=1, or any sanitizer build: fewer seeds, members and periods. */
 static bool quick(void)
 {
-#if defined(__SANITIZE_ADDRESS__)
-    return true;
-#else
-    const char *q = getenv("NX_SIM_QUICK");
-    return q && *q && strcmp(q, "0") != 0;
-#endif
+    return gsim_quick();
 }
 
 /* Seeds to run: NX_SIM_SEED alone when set, else a fixed list. */

@@ -146,6 +146,33 @@ static struct gossip_config small_config(void)
     return cfg;
 }
 
+/* Finds the first outgoing message of `type` from core i; copies it to buf. */
+static size_t take_msg(struct net *net, int i, uint8_t type, uint8_t *buf, size_t cap)
+{
+    struct gossip_ready rd;
+    size_t len = 0;
+    gossip_ready(net->cores[i], &rd);
+    for (size_t k = 0; k < rd.msg_count && len == 0; k++)
+        if (rd.msgs[k].data[1] == type && rd.msgs[k].len <= cap) {
+            memcpy(buf, rd.msgs[k].data, rd.msgs[k].len);
+            len = rd.msgs[k].len;
+        }
+    gossip_advance(net->cores[i]);
+    return len;
+}
+
+/* Runs core 0 alone until it sends a ping; copies it to buf. */
+static size_t first_ping(struct net *net, uint8_t *buf, size_t cap)
+{
+    size_t len = 0;
+    for (int step = 0; step < 300 && len == 0; step++) {
+        net->now += 10;
+        gossip_tick(net->cores[0], net->now);
+        len = take_msg(net, 0, GOSSIP_MSG_PING, buf, cap);
+    }
+    return len;
+}
+
 /* A real ping with piggy-backed updates (alive with meta, suspect) from core 0. */
 static size_t capture_ping(uint8_t *buf, size_t cap)
 {
@@ -156,19 +183,7 @@ static size_t capture_ping(uint8_t *buf, size_t cap)
     make_meta(&meta, 0);
     meta.cpu_free_millicores = 1;
     assert_int_equal(gossip_set_meta(net.cores[0], net.now, &meta), NX_OK);
-    size_t len = 0;
-    for (uint64_t t = net.now; t < net.now + 2000 && len == 0; t += 10) {
-        gossip_tick(net.cores[0], t);
-        struct gossip_ready rd;
-        gossip_ready(net.cores[0], &rd);
-        for (size_t k = 0; k < rd.msg_count && len == 0; k++)
-            if (rd.msgs[k].data[1] == GOSSIP_MSG_PING) {
-                assert_true(rd.msgs[k].len <= cap);
-                memcpy(buf, rd.msgs[k].data, rd.msgs[k].len);
-                len = rd.msgs[k].len;
-            }
-        gossip_advance(net.cores[0]);
-    }
+    size_t len = first_ping(&net, buf, cap);
     net_free(&net);
     assert_true(len > GW_HEADER_BYTES + GOSSIP_ID_BYTES + 2);
     return len;
@@ -621,21 +636,6 @@ static void full_table_forgets_oldest_dead_member_for_a_newcomer(void **state)
     net_free(&net);
 }
 
-/* Finds the first outgoing message of `type` from core i; copies it to buf. */
-static size_t take_msg(struct net *net, int i, uint8_t type, uint8_t *buf, size_t cap)
-{
-    struct gossip_ready rd;
-    size_t len = 0;
-    gossip_ready(net->cores[i], &rd);
-    for (size_t k = 0; k < rd.msg_count && len == 0; k++)
-        if (rd.msgs[k].data[1] == type && rd.msgs[k].len <= cap) {
-            memcpy(buf, rd.msgs[k].data, rd.msgs[k].len);
-            len = rd.msgs[k].len;
-        }
-    gossip_advance(net->cores[i]);
-    return len;
-}
-
 static void stale_suspicion_is_corrected_in_the_ack(void **state)
 {
     (void)state;
@@ -680,12 +680,7 @@ static void ack_with_newer_incarnation_asks_for_the_record(void **state)
     net_init(&net, 2, &cfg);
     /* run core 0 until it pings core 1 */
     uint8_t ping[1400];
-    size_t len = 0;
-    for (int step = 0; step < 300 && len == 0; step++) {
-        net.now += 10;
-        gossip_tick(net.cores[0], net.now);
-        len = take_msg(&net, 0, GOSSIP_MSG_PING, ping, sizeof ping);
-    }
+    size_t len = first_ping(&net, ping, sizeof ping);
     assert_true(len > 0);
     struct gw_msg msg;
     assert_int_equal(gw_parse(&msg, ping, len), NX_OK);
