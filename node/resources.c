@@ -486,6 +486,10 @@ int node_resources_detect_opts(struct node_resources *r, const struct node_detec
     r->mem_total_bytes = min_u64(r->mem_total_bytes, lim.mem_bytes);
     r->mem_free_bytes = min_u64(min_u64(r->mem_free_bytes, lim.mem_free_bytes), r->mem_total_bytes);
 
+    if (opts->cpu_override_millicores > 0)
+        cpu_total = cpu_free = min_u64(opts->cpu_override_millicores, NODE_CPU_MILLICORES_MAX);
+    if (opts->mem_override_bytes > 0)
+        r->mem_total_bytes = r->mem_free_bytes = opts->mem_override_bytes;
     r->cpu_total_millicores = (uint32_t)minus(cpu_total, opts->system_reserved_cpu_millicores);
     r->cpu_free_millicores = (uint32_t)minus(cpu_free, opts->system_reserved_cpu_millicores);
     r->mem_total_bytes = minus(r->mem_total_bytes, opts->system_reserved_mem_bytes);

@@ -90,6 +90,12 @@ struct node_detect_opts {
      * subtracted from total and free. */
     uint32_t system_reserved_cpu_millicores;
     uint64_t system_reserved_mem_bytes;
+    /* > 0: advertise exactly this much, all of it free, instead of what is
+     * detected (like gpus > 0; for multi-node tests on one machine, where
+     * every node would otherwise see the same host). The system reserve and
+     * reservations still come off. */
+    uint32_t cpu_override_millicores;
+    uint64_t mem_override_bytes;
     /* Borrowed and updated: CPU use from /proc/stat deltas; NULL: load average. */
     struct node_cpu_sampler *cpu_sampler;
     /* Where cgroups are mounted (borrowed); NULL means "/sys/fs/cgroup", ""

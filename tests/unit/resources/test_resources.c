@@ -170,6 +170,22 @@ static void system_reserve_is_taken_from_total_and_free(void **state)
     assert_true(r.mem_total_bytes == 0 && r.mem_free_bytes == 0);
 }
 
+static void overrides_advertise_exact_amounts_less_the_system_reserve(void **state)
+{
+    struct fake_proc *p = *state;
+    struct node_detect_opts o = opts_for(p);
+    o.cpu_override_millicores = 2000;
+    o.mem_override_bytes = 1024 * MIB;
+    struct node_resources r;
+    assert_int_equal(node_resources_detect_opts(&r, &o), NX_OK);
+    assert_int_equal(r.cpu_total_millicores, 2000);
+    assert_int_equal(r.cpu_free_millicores, 2000); /* the host's load does not count */
+    assert_true(r.mem_total_bytes == 1024 * MIB && r.mem_free_bytes == 1024 * MIB);
+    o.system_reserved_mem_bytes = 256 * MIB;
+    assert_int_equal(node_resources_detect_opts(&r, &o), NX_OK);
+    assert_true(r.mem_free_bytes == 768 * MIB);
+}
+
 static void nvml_absent_gives_no_gpus_without_error(void **state)
 {
     struct fake_proc *p = *state;
@@ -473,6 +489,8 @@ int main(void)
                                         proc_teardown),
         cmocka_unit_test_setup_teardown(system_reserve_is_taken_from_total_and_free, proc_setup,
                                         proc_teardown),
+        cmocka_unit_test_setup_teardown(overrides_advertise_exact_amounts_less_the_system_reserve,
+                                        proc_setup, proc_teardown),
         cmocka_unit_test_setup_teardown(nvml_absent_gives_no_gpus_without_error, proc_setup,
                                         proc_teardown),
         cmocka_unit_test_setup_teardown(nvml_reports_each_healthy_device_with_its_memory,
