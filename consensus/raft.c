@@ -120,6 +120,29 @@ struct raft {
     uint64_t dropped_msgs; /* outbox overflow */
 };
 
+/* ---- invariants (debug builds: NX_DEBUG_CHECKS) ------------------------- */
+
+#ifdef NX_DEBUG_CHECKS
+static void check_invariants(const struct raft *r)
+{
+    uint64_t prev = r->snap_term;
+    for (size_t i = 0; i < r->n_ents; i++) {
+        NX_ASSERT(r->ents[i].index == r->snap_index + 1 + i); /* I1 */
+        NX_ASSERT(r->ents[i].term >= prev);                   /* I1 */
+        prev = r->ents[i].term;
+    }
+    uint64_t last = r->snap_index + r->n_ents;
+    if (!r->snap_install)
+        NX_ASSERT(r->snap_index <= r->applied); /* I2 */
+    NX_ASSERT(r->applied <= r->commit && r->commit <= last && r->stable <= last);
+    NX_ASSERT(r->role != RAFT_LEADER || r->leader == r->id);
+    NX_ASSERT(r->n_prs == r->conf.n_voters + r->conf.n_learners);
+}
+#define CHECK_INVARIANTS(r) check_invariants(r)
+#else
+#define CHECK_INVARIANTS(r) ((void)(r))
+#endif
+
 /* ---- trace events ------------------------------------------------------- */
 
 static void emit(struct raft *r, uint8_t type, uint64_t a, uint64_t b)
@@ -779,9 +802,28 @@ static void release_reads(struct raft *r)
 
 /* ---- message handlers --------------------------------------------------- */
 
+/* An append a correct leader could have sent: entry terms never go down and never pass m->term. */
+static bool append_well_formed(const struct raft_msg *m)
+{
+    uint64_t prev = m->log_term;
+    if (prev > m->term)
+        return false;
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        uint64_t t = m->entries[i].term;
+        if (t < prev || t > m->term || t == 0)
+            return false;
+        prev = t;
+    }
+    return true;
+}
+
 static void handle_append(struct raft *r, const struct raft_msg *m)
 {
     struct raft_msg *resp;
+    if (!append_well_formed(m)) {
+        emit(r, RAFT_EV_APPEND_REFUSED, m->from, m->index);
+        return;
+    }
     if (m->index < r->commit) {
         resp = msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
         if (resp)
@@ -1042,9 +1084,8 @@ static void step_follower(struct raft *r, const struct raft_msg *m)
     }
 }
 
-int raft_step(struct raft *r, const struct raft_msg *m)
+static int step_msg(struct raft *r, const struct raft_msg *m)
 {
-    NX_ASSERT(!r->in_ready);
     if (m->to != r->id || m->from == 0 || m->from == r->id || m->type < 1 ||
         m->type > RAFT_MSG_TYPE_MAX)
         return NX_ERR_INVAL;
@@ -1120,9 +1161,16 @@ static bool quorum_active(struct raft *r)
     return act >= quorum(r);
 }
 
-void raft_tick(struct raft *r)
+int raft_step(struct raft *r, const struct raft_msg *m)
 {
     NX_ASSERT(!r->in_ready);
+    int rc = step_msg(r, m);
+    CHECK_INVARIANTS(r);
+    return rc;
+}
+
+static void tick(struct raft *r)
+{
     if (r->role != RAFT_LEADER) {
         r->election_elapsed++;
         if (r->election_elapsed >= r->randomized_timeout) {
@@ -1153,6 +1201,13 @@ void raft_tick(struct raft *r)
         r->heartbeat_elapsed = 0;
         bcast_heartbeat(r);
     }
+}
+
+void raft_tick(struct raft *r)
+{
+    NX_ASSERT(!r->in_ready);
+    tick(r);
+    CHECK_INVARIANTS(r);
 }
 
 /* ---- host requests ------------------------------------------------------ */
@@ -1406,6 +1461,7 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
     r->n_ready_reads = 0;
     r->n_events = 0;
     r->events_lost = 0;
+    CHECK_INVARIANTS(r);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
