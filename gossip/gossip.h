@@ -193,7 +193,7 @@ enum gossip_msg_type {
     GOSSIP_MSG_NACK = 4,
     GOSSIP_MSG_PUSH_PULL = 5,
     GOSSIP_MSG_PUSH_PULL_REPLY = 6,
-    GOSSIP_MSG_GOSSIP = 7, /* updates only (used by leave) */
+    GOSSIP_MSG_GOSSIP = 7, /* updates only: leave, corrections of stale views */
     GOSSIP_MSG__COUNT = 8
 };
 
