@@ -88,6 +88,18 @@ struct pending {
     char key[KV_MAX_KEY_BYTES + 1];
 };
 
+#define CHUNK_HEADER_BYTES 16 /* msg id u64, offset u32, total u32 */
+
+/* The one large message being reassembled from chunks. */
+struct chunk_assembly {
+    bool active;
+    uint64_t id;
+    uint8_t from[NODE_PK_BYTES];
+    uint32_t total;
+    uint32_t have;
+    uint8_t *buf; /* owned, total bytes */
+};
+
 struct raft_host {
     struct ev_loop *loop;
     struct mesh *mesh;
@@ -108,6 +120,8 @@ struct raft_host {
     enum raft_role role;
     uint64_t next_read_ctx;
     uint64_t next_fwd_id;
+    uint64_t next_chunk_msg_id;
+    struct chunk_assembly asm_;
     struct pending *pending; /* RAFT_HOST_MAX_PENDING slots */
     size_t pending_hw;       /* slots [0, pending_hw) may be in use */
     size_t n_pending;
@@ -119,6 +133,7 @@ struct raft_host {
     uint64_t proposals, applied_entries, bad_commands, snapshots_made, snapshots_installed;
     uint64_t writes_ok, writes_lost, writes_timed_out;
     uint64_t forwarded, forwards_served, forwards_bad;
+    uint64_t chunks_sent, chunks_received, chunks_bad;
 };
 
 /* ---- ids and peers -------------------------------------------------------- */
@@ -433,6 +448,47 @@ static void fatal(struct raft_host *h, const char *what, int rc)
     ev_break(h->loop, EVBREAK_ALL);
 }
 
+/*
+ * Sends one encoded message: as one NCAP_MSG_RAFT envelope, or, when larger
+ * than RAFT_HOST_CHUNK_BYTES (snapshots), as consecutive RAFT_HOST_MSG_CHUNK
+ * envelopes: msg id u64 | offset u32 | total u32 | bytes (all LE). The
+ * transport keeps the order on one connection; a lost chunk loses the
+ * message, which Raft resends.
+ */
+static int send_encoded(struct raft_host *h, struct rh_peer *p, const uint8_t *buf, size_t len)
+{
+    const char *addr = p->addr_told ? NULL : p->addr;
+    if (len <= RAFT_HOST_CHUNK_BYTES) {
+        int rc = mesh_send(h->mesh, p->pk, addr, NCAP_MSG_RAFT, buf, len);
+        if (rc == NX_OK)
+            p->addr_told = true;
+        return rc;
+    }
+    uint8_t *chunk = malloc(CHUNK_HEADER_BYTES + RAFT_HOST_CHUNK_BYTES);
+    if (chunk == NULL)
+        return NX_ERR_NOMEM;
+    uint64_t id = ++h->next_chunk_msg_id;
+    int rc = NX_OK;
+    for (size_t off = 0; off < len && rc == NX_OK; off += RAFT_HOST_CHUNK_BYTES) {
+        size_t n = len - off < RAFT_HOST_CHUNK_BYTES ? len - off : RAFT_HOST_CHUNK_BYTES;
+        for (int i = 0; i < 8; i++)
+            chunk[i] = (uint8_t)(id >> (8 * i));
+        for (int i = 0; i < 4; i++) {
+            chunk[8 + i] = (uint8_t)(off >> (8 * i));
+            chunk[12 + i] = (uint8_t)(len >> (8 * i));
+        }
+        memcpy(chunk + CHUNK_HEADER_BYTES, buf + off, n);
+        rc = mesh_send(h->mesh, p->pk, addr, RAFT_HOST_MSG_CHUNK, chunk, CHUNK_HEADER_BYTES + n);
+        if (rc == NX_OK) {
+            p->addr_told = true;
+            addr = NULL;
+            h->chunks_sent++;
+        }
+    }
+    free(chunk);
+    return rc;
+}
+
 static void send_msgs(struct raft_host *h, const struct raft_msg *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -453,12 +509,11 @@ static void send_msgs(struct raft_host *h, const struct raft_msg *msgs, size_t n
             h->sendbuf_cap = need;
         }
         long len = raft_msg_encode(m, h->sendbuf, h->sendbuf_cap);
-        if (len < 0 || mesh_send(h->mesh, p->pk, p->addr_told ? NULL : p->addr, NCAP_MSG_RAFT,
-                                 h->sendbuf, (size_t)len) != NX_OK) {
+        int rc = len < 0 ? (int)len : send_encoded(h, p, h->sendbuf, (size_t)len);
+        if (rc != NX_OK) {
             h->msgs_dropped++;
             continue;
         }
-        p->addr_told = true;
         h->msgs_sent++;
     }
 }
@@ -592,10 +647,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         expire_pending(h, nx_clock_mono_ms());
 }
 
-static void on_raft_msg(void *ctx, const uint8_t sender[NODE_PK_BYTES], const uint8_t *body,
-                        size_t len)
+/* Decodes one encoded message from an authenticated sender and feeds it to the core. */
+static void step_encoded(struct raft_host *h, const uint8_t sender[NODE_PK_BYTES],
+                         const uint8_t *body, size_t len)
 {
-    struct raft_host *h = ctx;
     struct raft_msg m;
     if (raft_msg_decode(body, len, &m) != NX_OK) {
         h->msgs_bad++;
@@ -612,6 +667,72 @@ static void on_raft_msg(void *ctx, const uint8_t sender[NODE_PK_BYTES], const ui
             h->msgs_bad++;
     }
     raft_msg_clear(&m);
+}
+
+static void on_raft_msg(void *ctx, const uint8_t sender[NODE_PK_BYTES], const uint8_t *body,
+                        size_t len)
+{
+    step_encoded(ctx, sender, body, len);
+}
+
+/*
+ * One chunk of a large message (see send_encoded). One message is assembled
+ * at a time, from one sender, in order; anything else restarts or drops the
+ * assembly (counted in chunks_bad).
+ */
+static void on_raft_chunk(void *ctx, const uint8_t sender[NODE_PK_BYTES], const uint8_t *body,
+                          size_t len)
+{
+    struct raft_host *h = ctx;
+    if (len <= CHUNK_HEADER_BYTES) {
+        h->chunks_bad++;
+        return;
+    }
+    uint64_t id = 0;
+    uint32_t off = 0, total = 0;
+    for (int i = 7; i >= 0; i--)
+        id = (id << 8) | body[i];
+    for (int i = 3; i >= 0; i--) {
+        off = (off << 8) | body[8 + i];
+        total = (total << 8) | body[12 + i];
+    }
+    size_t n = len - CHUNK_HEADER_BYTES;
+    struct chunk_assembly *a = &h->asm_;
+    if (off == 0) {
+        if (total > RAFT_MAX_MSG_BYTES || total <= n) {
+            h->chunks_bad++;
+            return;
+        }
+        uint8_t *g = realloc(a->buf, total);
+        if (g == NULL) {
+            h->chunks_bad++;
+            return;
+        }
+        a->buf = g;
+        a->id = id;
+        a->total = total;
+        a->have = 0;
+        memcpy(a->from, sender, NODE_PK_BYTES);
+        a->active = true;
+    } else if (!a->active || a->id != id || a->total != total || a->have != off ||
+               memcmp(a->from, sender, NODE_PK_BYTES) != 0) {
+        h->chunks_bad++;
+        return;
+    }
+    if (n > a->total - a->have) {
+        h->chunks_bad++;
+        a->active = false;
+        return;
+    }
+    memcpy(a->buf + a->have, body + CHUNK_HEADER_BYTES, n);
+    a->have += n;
+    h->chunks_received++;
+    if (a->have == a->total) {
+        a->active = false;
+        step_encoded(h, sender, a->buf, a->total);
+        free(a->buf); /* large and rare: do not keep it */
+        a->buf = NULL;
+    }
 }
 
 /* ---- start / stop ---------------------------------------------------------- */
@@ -734,6 +855,8 @@ int raft_host_start(struct raft_host **out, struct ev_loop *loop, struct mesh *m
     if (rc == NX_OK)
         rc = mesh_set_handler(mesh, NCAP_MSG_RAFT, on_raft_msg, h);
     if (rc == NX_OK)
+        rc = mesh_set_handler(mesh, RAFT_HOST_MSG_CHUNK, on_raft_chunk, h);
+    if (rc == NX_OK)
         rc = mesh_set_handler(mesh, RAFT_HOST_MSG_FORWARD, on_forward, h);
     if (rc == NX_OK)
         rc = mesh_set_handler(mesh, RAFT_HOST_MSG_FORWARD_REPLY, on_forward_reply, h);
@@ -765,6 +888,7 @@ void raft_host_stop(struct raft_host *h)
     raft_destroy(h->r);
     raft_store_close(h->store);
     free(h->sendbuf);
+    free(h->asm_.buf);
     free(h->pending);
     free(h);
 }
@@ -800,6 +924,9 @@ json_t *raft_host_status_json(const struct raft_host *h)
     json_object_set_new(counters, "forwarded", json_integer((json_int_t)h->forwarded));
     json_object_set_new(counters, "forwards_served", json_integer((json_int_t)h->forwards_served));
     json_object_set_new(counters, "forwards_bad", json_integer((json_int_t)h->forwards_bad));
+    json_object_set_new(counters, "chunks_sent", json_integer((json_int_t)h->chunks_sent));
+    json_object_set_new(counters, "chunks_received", json_integer((json_int_t)h->chunks_received));
+    json_object_set_new(counters, "chunks_bad", json_integer((json_int_t)h->chunks_bad));
     return json_pack("{s:s,s:s,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:o}", "id", rid, "role",
                      raft_role_name(raft_role(h->r)), "term", (json_int_t)raft_term(h->r), "leader",
                      id_json(h, raft_leader(h->r)), "commit_index",

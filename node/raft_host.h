@@ -41,6 +41,10 @@
  */
 #define RAFT_HOST_MSG_FORWARD 50
 #define RAFT_HOST_MSG_FORWARD_REPLY 51
+/* A chunk of a Raft message too large for one envelope (snapshots):
+ *   CHUNK: message id u64 LE | offset u32 LE | total u32 LE | bytes */
+#define RAFT_HOST_MSG_CHUNK 52
+#define RAFT_HOST_CHUNK_BYTES (1u << 20) /* messages above this travel in chunks */
 
 struct raft_host;
 

@@ -108,6 +108,32 @@ class RaftCrashLoopTest(unittest.TestCase):
         finally:
             c.close(keep_on_failure=not ok)
 
+    def test_snapshot_larger_than_an_envelope_travels_in_chunks(self):
+        c = Cluster()
+        ok = False
+        try:
+            extra = ('--raft-tick-ms', '50', '--raft-snapshot-every', '4')
+            nodes = raft_cluster(c, 3, *extra)
+            leader = raft_leader(nodes)
+            lagger = next(n for n in nodes if n is not leader)
+            lagger.kill9()
+            big = 512 * 1024
+            for i in range(14):  # 7 MiB of values: the snapshot exceeds one 4 MiB envelope
+                code, body = http(leader, 'PUT', kv_path('big%d' % i),
+                                  (b'%02d' % i) * (big // 2), timeout=10)
+                self.assertEqual(code, 200, body)
+            lagger.start_raft(nodes, *extra)
+            wait_for(lambda: http(lagger, 'GET', kv_path('big13', stale=True))[0] == 200,
+                     timeout=20, what='follower installed the large snapshot')
+            st = raft_status(lagger)['counters']
+            self.assertGreaterEqual(st['snapshots_installed'], 1)
+            self.assertGreater(st['chunks_received'], 4)
+            code, body = http(lagger, 'GET', kv_path('big5', stale=True))
+            self.assertEqual((code, body['value']), (200, '05' * (big // 2)))
+            ok = True
+        finally:
+            c.close(keep_on_failure=not ok)
+
 
 if __name__ == '__main__':
     unittest.main()
