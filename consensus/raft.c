@@ -1086,7 +1086,8 @@ static void step_follower(struct raft *r, const struct raft_msg *m)
 
 static int step_msg(struct raft *r, const struct raft_msg *m)
 {
-    if (m->to != r->id || m->from == 0 || m->from == r->id || m->type < 1 ||
+    /* No correct node sends term 0: a leader and every vote request are in term >= 1. */
+    if (m->to != r->id || m->from == 0 || m->from == r->id || m->term == 0 || m->type < 1 ||
         m->type > RAFT_MSG_TYPE_MAX)
         return NX_ERR_INVAL;
     bool is_vote = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PRE_VOTE;
