@@ -400,6 +400,50 @@ static void guest_admissions_are_rate_limited_then_refill(void **state)
     node_fini(&host);
 }
 
+/*
+ * A client that is not our transport (as one written in another language
+ * would be): a bare CURVE DEALER with keys converted from a trusted Ed25519
+ * key. Its single-frame messages, even empty ones, arrive with its key; a
+ * multipart message is dropped and counted.
+ */
+static void bare_curve_client_is_identified_and_multipart_is_dropped(void **state)
+{
+    (void)state;
+    struct tnode a;
+    node_init(&a, false, NULL);
+    uint8_t pk[32], sk[64], cpk[32], csk[32], server_cpk[32];
+    crypto_sign_keypair(pk, sk);
+    assert_int_equal(crypto_sign_ed25519_pk_to_curve25519(cpk, pk), 0);
+    assert_int_equal(crypto_sign_ed25519_sk_to_curve25519(csk, sk), 0);
+    assert_int_equal(crypto_sign_ed25519_pk_to_curve25519(server_cpk, a.pk), 0);
+    assert_int_equal(node_trust_file_add(a.trust, pk), NX_OK);
+
+    void *zctx = zmq_ctx_new();
+    void *d = zmq_socket(zctx, ZMQ_DEALER);
+    int zero = 0;
+    assert_int_equal(zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero), 0);
+    assert_int_equal(zmq_setsockopt(d, ZMQ_CURVE_SERVERKEY, server_cpk, 32), 0);
+    assert_int_equal(zmq_setsockopt(d, ZMQ_CURVE_PUBLICKEY, cpk, 32), 0);
+    assert_int_equal(zmq_setsockopt(d, ZMQ_CURVE_SECRETKEY, csk, 32), 0);
+    assert_int_equal(zmq_connect(d, node_transport_endpoint(a.tp)), 0);
+    assert_int_equal(zmq_send(d, "one", 3, 0), 3);
+    assert_int_equal(zmq_send(d, "two", 3, ZMQ_SNDMORE), 3);
+    assert_int_equal(zmq_send(d, "parts", 5, 0), 5);
+    assert_int_equal(zmq_send(d, "", 0, 0), 0);
+    assert_true(run_until(&a.got, 2, WAIT_MS));
+    assert_memory_equal(a.last_sender, pk, 32);
+    assert_int_equal(a.last_len, 0);
+    struct node_transport_counters c;
+    node_transport_counters_get(a.tp, &c);
+    assert_int_equal(c.dropped_malformed, 1);
+    assert_int_equal(c.received, 2);
+    zmq_close(d);
+    zmq_ctx_term(zctx);
+    sodium_memzero(sk, sizeof sk);
+    sodium_memzero(csk, sizeof csk);
+    node_fini(&a);
+}
+
 static void revoked_key_is_dropped_from_the_next_message(void **state)
 {
     (void)state;
@@ -791,6 +835,8 @@ int main(void)
                                         loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(guest_admissions_are_rate_limited_then_refill, loop_setup,
                                         loop_teardown),
+        cmocka_unit_test_setup_teardown(bare_curve_client_is_identified_and_multipart_is_dropped,
+                                        loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(revoked_key_is_dropped_from_the_next_message, loop_setup,
                                         loop_teardown),
         cmocka_unit_test_setup_teardown(
