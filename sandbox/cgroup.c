@@ -8,8 +8,10 @@
  * slice) keeps its agents inside its own limits instead of escaping to the
  * root of the hierarchy.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -157,13 +159,43 @@ int cg_own_path(const char *controller, char *out, size_t cap)
     return rc;
 }
 
-int cg_mkdir_group(const char *base, const char *parent, const char *name, char *dir, size_t cap)
+/*
+ * Removes run-<pid>-<n> groups under mid whose creating process is gone (a
+ * node that crashed, a test that was killed). rmdir refuses a group that
+ * still holds tasks, so a live run is never touched; a recycled pid only
+ * delays the sweep of its group.
+ */
+static void sweep_stale(const char *mid)
+{
+    DIR *d = opendir(mid);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int pid;
+        unsigned n;
+        if (sscanf(e->d_name, "run-%d-%u", &pid, &n) != 2 || pid <= 0 || pid == getpid())
+            continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char path[SBX_PATH_MAX];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", mid, e->d_name) < sizeof path &&
+            rmdir(path) == 0)
+            NX_INFO("sbx_cgroup_swept", "dir=%s", path);
+    }
+    closedir(d);
+}
+
+int cg_mkdir_group(const char *base, const char *parent, const char *name, bool sweep, char *dir,
+                   size_t cap)
 {
     char mid[SBX_PATH_MAX];
     if ((size_t)snprintf(mid, sizeof mid, "%s/%s/nexus-sbx", base, parent) >= sizeof mid)
         return NX_ERR_TOO_BIG;
     if (mkdir(mid, 0755) < 0 && errno != EEXIST)
         return NX_ERR_IO;
+    if (sweep)
+        sweep_stale(mid);
     if ((size_t)snprintf(dir, cap, "%s/%s", mid, name) >= cap)
         return NX_ERR_TOO_BIG;
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)

@@ -66,7 +66,7 @@ int cg_v1_create(struct sbx_cgroup *cg, const char *root, const char *parent, co
             p = own;
         }
         snprintf(base, sizeof base, "%s/%s", root, ctrl_name[c]);
-        if (cg_mkdir_group(base, p, name, cg->dir[c], sizeof cg->dir[c]) < 0) {
+        if (cg_mkdir_group(base, p, name, true, cg->dir[c], sizeof cg->dir[c]) < 0) {
             sbx_errf(err, err_len, "cgroup v1: mkdir %s/%s/nexus-sbx/%s: %s", base, p, name,
                      strerror(errno));
             cg->dir[c][0] = '\0';

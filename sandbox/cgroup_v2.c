@@ -30,7 +30,7 @@ int cg_v2_create(struct sbx_cgroup *cg, const char *root, const char *parent, co
             snprintf(own, sizeof own, "/");
         parent = own;
     }
-    if (cg_mkdir_group(root, parent, name, cg->dir[0], sizeof cg->dir[0]) < 0) {
+    if (cg_mkdir_group(root, parent, name, true, cg->dir[0], sizeof cg->dir[0]) < 0) {
         sbx_errf(err, err_len, "cgroup v2: mkdir %s%s/nexus-sbx/%s: %s", root, parent, name,
                  strerror(errno));
         cg->dir[0][0] = '\0';

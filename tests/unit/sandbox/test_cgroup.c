@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sandbox/internal.h"
@@ -191,6 +192,17 @@ static void real_group_round_trip(enum sbx_cg_version want)
         skip();
     struct sbx_cgroup cg;
     char err[SBX_ERR_MAX] = "", name[64], buf[64];
+    /* A group left behind by a process that is gone, to be swept. */
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    snprintf(name, sizeof name, "run-%d-0", (int)dead);
+    assert_int_equal(
+        sbx_cgroup_create(&cg, want, NULL, NULL, name, &test_limits, 0, err, sizeof err), 0);
+    char stale[SBX_PATH_MAX];
+    snprintf(stale, sizeof stale, "%s", cg.dir[0]);
+    memset(&cg, 0, sizeof cg); /* "crash": leave it */
     snprintf(name, sizeof name, "unit-%d", (int)getpid());
     assert_int_equal(
         sbx_cgroup_create(&cg, want, NULL, NULL, name, &test_limits, 0, err, sizeof err), 0);
@@ -212,6 +224,7 @@ static void real_group_round_trip(enum sbx_cg_version want)
     assert_true(u.from_cgroup);
     assert_int_equal(sbx_cgroup_destroy(&cg), 0);
     assert_int_not_equal(access(first, F_OK), 0);
+    assert_int_not_equal(access(stale, F_OK), 0); /* swept by the first create */
 }
 
 static void real_v1_group_is_created_limited_and_removed(void **state)
