@@ -10,6 +10,7 @@
  *   3. sandboxed runs per second, one after another (goal at least 100/s),
  *      next to fork+exec per second.
  */
+#include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +120,41 @@ static double per_second(const struct sbx_config *cfg)
     return n * 1e6 / (double)(nx_clock_mono_us() - t0);
 }
 
+struct worker {
+    const struct sbx_config *cfg;
+    uint64_t until_us;
+    int runs;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    while (nx_clock_mono_us() < w->until_us) {
+        if ((w->cfg ? sandbox_once(w->cfg) : fork_exec_once()) < 0)
+            exit(1);
+        w->runs++;
+    }
+    return NULL;
+}
+
+/* Runs per second with `threads` workers starting runs side by side. */
+static double per_second_parallel(const struct sbx_config *cfg, int threads)
+{
+    struct worker w[4];
+    pthread_t t[4];
+    uint64_t t0 = nx_clock_mono_us();
+    for (int i = 0; i < threads; i++) {
+        w[i] = (struct worker){cfg, t0 + 1000000, 0};
+        pthread_create(&t[i], NULL, worker_main, &w[i]);
+    }
+    int total = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        total += w[i].runs;
+    }
+    return total * 1e6 / (double)(nx_clock_mono_us() - t0);
+}
+
 static void warm_round_trip(void)
 {
     struct sbx_manifest m;
@@ -221,6 +257,10 @@ int main(void)
     printf("\n%-44s %9.0f\n", "sandboxed runs per second (goal >= 100)", sps);
     printf("%-44s %9.0f\n", "baseline: fork+exec per second", fps);
     printf("%-44s %8.1fx\n", "baseline / sandboxed", fps / sps);
+    double sps2 = per_second_parallel(&cfg, 2), fps2 = per_second_parallel(NULL, 2);
+    printf("%-44s %9.0f\n", "sandboxed runs per second, 2 threads", sps2);
+    printf("%-44s %9.0f\n", "baseline: fork+exec per second, 2 threads", fps2);
+    printf("%-44s %8.1fx\n", "baseline / sandboxed, 2 threads", fps2 / sps2);
     rmdir(bundle);
     return 0;
 }

@@ -13,6 +13,7 @@
 #include "sandbox/sandbox.h"
 
 #define TS_OUT_MAX 65536
+#define TS_PROGRAM_TIMEOUT_S 120 /* whole test program; sandboxes die with it (PDEATHSIG) */
 
 struct ts_result {
     int rc; /* sbx_run_start or wait result */

@@ -149,5 +149,6 @@ int main(void)
         cmocka_unit_test(echo_agent_runs_and_prints_output_and_usage),
         cmocka_unit_test(failing_agent_exits_1),
     };
+    alarm(TS_PROGRAM_TIMEOUT_S); /* a hang fails the program instead of blocking the runner */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -374,5 +374,6 @@ int main(void)
     };
     if (getenv("NX_TEST_FILTER"))
         cmocka_set_test_filter(getenv("NX_TEST_FILTER"));
+    alarm(TS_PROGRAM_TIMEOUT_S); /* a hang fails the program instead of blocking the runner */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
