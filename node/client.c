@@ -134,3 +134,39 @@ void client_print_error(long status, json_t *reply)
     const char *msg = json_string_value(json_object_get(reply, "error"));
     cli_error("%s (HTTP %ld)", msg ? msg : "request failed", status);
 }
+
+int client_simple_command(const struct cli_cmd *spec, int argc, char **argv, const char *method,
+                          const char *path, void (*print_text)(json_t *))
+{
+    struct cli_values vals;
+    int rc = cli_parse(spec, argc, argv, &vals);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP ? 0 : 2;
+    int exit_code = 1;
+    struct client c;
+    if (argc > vals.first_positional) {
+        cli_error("%s: unexpected argument '%s'", spec->name, argv[vals.first_positional]);
+        exit_code = 2;
+        goto out_vals;
+    }
+    if (!client_init(&c, spec, &vals))
+        goto out_vals;
+    json_t *reply;
+    long status = client_call(&c, method, path, NULL, &reply);
+    if (status >= 200 && status < 300) {
+        if (c.json) {
+            json_dumpf(reply, stdout, JSON_INDENT(2));
+            putchar('\n');
+        } else {
+            print_text(reply);
+        }
+        exit_code = 0;
+    } else if (status > 0) {
+        client_print_error(status, reply);
+    }
+    json_decref(reply);
+    client_free(&c);
+out_vals:
+    cli_values_free(&vals);
+    return exit_code;
+}

@@ -39,4 +39,12 @@ long client_call(struct client *c, const char *method, const char *path, json_t 
 /* Prints "nexus: <error from reply> (HTTP status)". */
 void client_print_error(long status, json_t *reply);
 
+/*
+ * A whole client command with no arguments beyond the shared ones: parses
+ * argv against spec, sends METHOD path, prints the reply as JSON with --json
+ * or through print_text. Returns the exit code (0, 1 failure, 2 usage).
+ */
+int client_simple_command(const struct cli_cmd *spec, int argc, char **argv, const char *method,
+                          const char *path, void (*print_text)(json_t *reply));
+
 #endif

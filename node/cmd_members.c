@@ -43,43 +43,6 @@ static void print_member(json_t *m)
            json_string_value(json_object_get(m, "raft_role")), used ? labels : "-");
 }
 
-/* Runs one client request and prints its JSON, or calls print_text. */
-static int client_command(const struct cli_cmd *spec, int argc, char **argv, const char *method,
-                          const char *path, void (*print_text)(json_t *))
-{
-    struct cli_values vals;
-    int rc = cli_parse(spec, argc, argv, &vals);
-    if (rc != CLI_OK)
-        return rc == CLI_HELP ? 0 : 2;
-    int exit_code = 1;
-    struct client c;
-    if (argc > vals.first_positional) {
-        cli_error("%s: unexpected argument '%s'", spec->name, argv[vals.first_positional]);
-        exit_code = 2;
-        goto out_vals;
-    }
-    if (!client_init(&c, spec, &vals))
-        goto out_vals;
-    json_t *reply;
-    long status = client_call(&c, method, path, NULL, &reply);
-    if (status >= 200 && status < 300) {
-        if (c.json) {
-            json_dumpf(reply, stdout, JSON_INDENT(2));
-            putchar('\n');
-        } else {
-            print_text(reply);
-        }
-        exit_code = 0;
-    } else if (status > 0) {
-        client_print_error(status, reply);
-    }
-    json_decref(reply);
-    client_free(&c);
-out_vals:
-    cli_values_free(&vals);
-    return exit_code;
-}
-
 static void print_members(json_t *reply)
 {
     printf("%-16s  %-21s %-7s %-14s %11s %13s %4s  %-9s %s\n", "ID", "ADDRESS", "STATE",
@@ -97,10 +60,11 @@ static void print_left(json_t *reply)
 
 int cmd_members(int argc, char **argv)
 {
-    return client_command(&cmd_members_spec, argc, argv, "GET", "/v1/members", print_members);
+    return client_simple_command(&cmd_members_spec, argc, argv, "GET", "/v1/members",
+                                 print_members);
 }
 
 int cmd_leave(int argc, char **argv)
 {
-    return client_command(&cmd_leave_spec, argc, argv, "POST", "/v1/leave", print_left);
+    return client_simple_command(&cmd_leave_spec, argc, argv, "POST", "/v1/leave", print_left);
 }

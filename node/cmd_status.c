@@ -36,30 +36,6 @@ static void print_status_text(json_t *st)
 
 int cmd_status(int argc, char **argv)
 {
-    struct cli_values vals;
-    int rc = cli_parse(&cmd_status_spec, argc, argv, &vals);
-    if (rc != CLI_OK)
-        return rc == CLI_HELP ? 0 : 2;
-    struct client c;
-    int exit_code = 1;
-    if (!client_init(&c, &cmd_status_spec, &vals))
-        goto out_vals;
-    json_t *reply;
-    long status = client_call(&c, "GET", "/v1/status", NULL, &reply);
-    if (status == 200) {
-        if (c.json) {
-            json_dumpf(reply, stdout, JSON_INDENT(2));
-            putchar('\n');
-        } else {
-            print_status_text(reply);
-        }
-        exit_code = 0;
-    } else if (status > 0) {
-        client_print_error(status, reply);
-    }
-    json_decref(reply);
-    client_free(&c);
-out_vals:
-    cli_values_free(&vals);
-    return exit_code;
+    return client_simple_command(&cmd_status_spec, argc, argv, "GET", "/v1/status",
+                                 print_status_text);
 }
