@@ -594,7 +594,6 @@ static void campaign(struct raft *r, bool pre, bool transfer)
     if (!is_voter(r, r->id))
         return;
     uint64_t vote_term;
-    emit(r, RAFT_EV_CAMPAIGN, pre, transfer);
     if (pre) {
         reset(r, r->term);
         r->role = RAFT_PRE_CANDIDATE;
@@ -605,6 +604,8 @@ static void campaign(struct raft *r, bool pre, bool transfer)
         r->vote = r->id;
         vote_term = r->term;
     }
+    emit(r, RAFT_EV_CAMPAIGN, pre,
+         transfer); /* term: the node's own (term + 1 is asked by a pre-vote) */
     uint32_t yes, no;
     poll(r, r->id, true, &yes, &no);
     if (yes >= quorum(r)) {

@@ -9,6 +9,8 @@
 #ifndef NX_TEST_RAFT_HARNESS_H
 #define NX_TEST_RAFT_HARNESS_H
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,7 +51,24 @@ struct h_net {
     struct h_qmsg *queue;
     size_t n_queue;
     uint32_t rejects_seen; /* rejected append responses delivered */
+    char *transcript;      /* when set: one line per event and message sent (owned) */
+    size_t transcript_len;
+    size_t transcript_cap;
 };
+
+static void h_say(struct h_net *net, const char *fmt, ...) NX_PRINTF(2, 3);
+static void h_say(struct h_net *net, const char *fmt, ...)
+{
+    if (!net->transcript)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(net->transcript + net->transcript_len,
+                      net->transcript_cap - net->transcript_len, fmt, ap);
+    va_end(ap);
+    if (n > 0 && net->transcript_len + (size_t)n < net->transcript_cap)
+        net->transcript_len += (size_t)n;
+}
 
 static struct h_node *h_node(struct h_net *net, uint64_t id)
 {
@@ -110,6 +129,7 @@ static void h_free(struct h_net *net)
     for (size_t i = 0; i < net->n_queue; i++)
         free(net->queue[i].bytes);
     free(net->queue);
+    free(net->transcript);
 }
 
 /* Handles every ready of node nd: persist, queue messages, apply, advance. */
@@ -120,8 +140,21 @@ static void h_drain_node(struct h_net *net, struct h_node *nd)
         raft_ready(nd->r, &rd);
         int rc = raft_mem_persist(nd->mem, &rd);
         NX_ASSERT(rc == NX_OK);
+        for (size_t i = 0; i < rd.n_events; i++)
+            h_say(net, "n%llu %s term=%llu a=%llu b=%llu\n", (unsigned long long)nd->id,
+                  raft_event_name(rd.events[i].type), (unsigned long long)rd.events[i].term,
+                  (unsigned long long)rd.events[i].a, (unsigned long long)rd.events[i].b);
+        for (size_t i = 0; i < rd.n_committed; i++)
+            h_say(net, "n%llu apply index=%llu term=%llu len=%u\n", (unsigned long long)nd->id,
+                  (unsigned long long)rd.committed[i].index,
+                  (unsigned long long)rd.committed[i].term, rd.committed[i].len);
         for (size_t i = 0; i < rd.n_msgs; i++) {
             const struct raft_msg *m = &rd.msgs[i];
+            h_say(net, "n%llu -> n%llu %s term=%llu index=%llu log_term=%llu commit=%llu%s n=%u\n",
+                  (unsigned long long)m->from, (unsigned long long)m->to,
+                  raft_msg_type_name(m->type), (unsigned long long)m->term,
+                  (unsigned long long)m->index, (unsigned long long)m->log_term,
+                  (unsigned long long)m->commit, m->reject ? " reject" : "", m->n_entries);
             if (m->to > net->n || net->cut[m->from][m->to] || net->n_queue >= H_MAX_QUEUE)
                 continue;
             size_t cap = raft_msg_encoded_size(m);

@@ -636,11 +636,78 @@ static void mutated_messages_with_valid_checksum_never_crash_a_node(void **state
     h_free(&net);
 }
 
+/*
+ * A transcript of a whole scenario, etcd-style: every event, message and
+ * apply of a 3-node election, one proposal and a read. Any change of behaviour
+ * shows up here for review. Regenerate with NX_REGEN=1 (prints the new one).
+ */
+static const char election_transcript[] =
+    "n1 campaign term=0 a=1 b=0\n"
+    "n1 -> n2 pre_vote term=1 index=0 log_term=0 commit=0 n=0\n"
+    "n1 -> n3 pre_vote term=1 index=0 log_term=0 commit=0 n=0\n"
+    "n2 -> n1 pre_vote_resp term=1 index=0 log_term=0 commit=0 n=0\n"
+    "n3 -> n1 pre_vote_resp term=1 index=0 log_term=0 commit=0 n=0\n"
+    "n1 campaign term=1 a=0 b=0\n"
+    "n1 -> n2 vote term=1 index=0 log_term=0 commit=0 n=0\n"
+    "n1 -> n3 vote term=1 index=0 log_term=0 commit=0 n=0\n"
+    "n2 role term=1 a=0 b=0\n"
+    "n2 -> n1 vote_resp term=1 index=0 log_term=0 commit=0 n=0\n"
+    "n3 role term=1 a=0 b=0\n"
+    "n3 -> n1 vote_resp term=1 index=0 log_term=0 commit=0 n=0\n"
+    "n1 role term=1 a=3 b=1\n"
+    "n1 -> n2 append term=1 index=0 log_term=0 commit=0 n=1\n"
+    "n1 -> n3 append term=1 index=0 log_term=0 commit=0 n=1\n"
+    "n2 -> n1 append_resp term=1 index=1 log_term=0 commit=0 n=0\n"
+    "n3 -> n1 append_resp term=1 index=1 log_term=0 commit=0 n=0\n"
+    "n1 apply index=1 term=1 len=0\n"
+    "n1 -> n2 append term=1 index=1 log_term=1 commit=1 n=0\n"
+    "n2 apply index=1 term=1 len=0\n"
+    "n2 -> n1 append_resp term=1 index=1 log_term=0 commit=0 n=0\n"
+    "n1 -> n2 append term=1 index=1 log_term=1 commit=1 n=1\n"
+    "n1 -> n3 append term=1 index=1 log_term=1 commit=1 n=1\n"
+    "n2 -> n1 append_resp term=1 index=2 log_term=0 commit=0 n=0\n"
+    "n3 apply index=1 term=1 len=0\n"
+    "n3 -> n1 append_resp term=1 index=2 log_term=0 commit=0 n=0\n"
+    "n1 apply index=2 term=1 len=1\n"
+    "n1 -> n2 append term=1 index=2 log_term=1 commit=2 n=0\n"
+    "n1 -> n3 append term=1 index=2 log_term=1 commit=2 n=0\n"
+    "n2 apply index=2 term=1 len=1\n"
+    "n2 -> n1 append_resp term=1 index=2 log_term=0 commit=0 n=0\n"
+    "n3 apply index=2 term=1 len=1\n"
+    "n3 -> n1 append_resp term=1 index=2 log_term=0 commit=0 n=0\n"
+    "n1 -> n2 heartbeat term=1 index=0 log_term=0 commit=2 n=0\n"
+    "n1 -> n3 heartbeat term=1 index=0 log_term=0 commit=2 n=0\n"
+    "n2 -> n1 heartbeat_resp term=1 index=0 log_term=0 commit=0 n=0\n"
+    "n3 -> n1 heartbeat_resp term=1 index=0 log_term=0 commit=0 n=0\n";
+
+static void three_node_election_matches_transcript(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 0, true, true);
+    net.transcript_cap = 1 << 16;
+    net.transcript = calloc(1, net.transcript_cap);
+    h_settle(&net);
+    net.transcript_len = 0;
+    net.transcript[0] = 0;
+    assert_int_equal(h_elect(&net, 1), 1);
+    assert_int_equal(h_propose(&net, 1, "x"), NX_OK);
+    assert_int_equal(raft_read_index(h_node(&net, 1)->r, 5), NX_OK);
+    h_settle(&net);
+    const char *regen = getenv("NX_REGEN");
+    if (regen && *regen)
+        printf("---- transcript ----\n%s---- end ----\n", net.transcript);
+    else
+        assert_string_equal(net.transcript, election_transcript);
+    h_free(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(single_node_elects_itself_and_commits),
         cmocka_unit_test(three_nodes_elect_exactly_one_leader),
+        cmocka_unit_test(three_node_election_matches_transcript),
         cmocka_unit_test(prevote_stops_partitioned_node_from_disrupting),
         cmocka_unit_test(check_quorum_makes_isolated_leader_step_down),
         cmocka_unit_test(log_mismatch_backs_off_by_term_in_few_round_trips),
