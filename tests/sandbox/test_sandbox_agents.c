@@ -310,6 +310,32 @@ static void request_to_a_dead_agent_fails_without_sigpipe(void **state)
     ts_rmrf(bundle);
 }
 
+static void sdk_answers_malformed_requests_with_errors(void **state)
+{
+    (void)state;
+    /* The SDK outside any sandbox: echo-c fed a file of requests. */
+    char in[] = "/tmp/nx-sbx-sdkin-XXXXXX";
+    int fd = mkstemp(in);
+    assert_true(fd >= 0);
+    const char *reqs = "garbage\n\n[1]\n{\"id\":3,\"input\":\"x\",\"context\":{\"calls\":4}}\n";
+    assert_int_equal(write(fd, reqs, strlen(reqs)), (ssize_t)strlen(reqs));
+    close(fd);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s/echo-c/echo-c < %s", NX_BUILT_AGENTS, in);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char out[1024] = "";
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    unlink(in);
+    assert_string_equal(out,
+                        "{\"id\":0,\"error\":\"request is not a JSON object with an integer id\"}\n"
+                        "{\"id\":0,\"error\":\"request is not a JSON object with an integer id\"}\n"
+                        "{\"id\":3,\"output\":{\"echo\":\"x\",\"calls\":5},"
+                        "\"context\":{\"calls\":5}}\n");
+}
+
 struct sup_log {
     uint64_t delays[8];
     int n;
@@ -371,6 +397,7 @@ int main(void)
         cmocka_unit_test(output_flood_is_cut_at_the_total_limit),
         cmocka_unit_test(long_running_agent_is_restarted_with_backoff_and_stopped),
         cmocka_unit_test(request_to_a_dead_agent_fails_without_sigpipe),
+        cmocka_unit_test(sdk_answers_malformed_requests_with_errors),
     };
     if (getenv("NX_TEST_FILTER"))
         cmocka_set_test_filter(getenv("NX_TEST_FILTER"));
