@@ -58,7 +58,7 @@ static bool id_listed(const uint8_t (*list)[GOSSIP_ID_BYTES], uint32_t count, co
 static const char *label_get(const struct gossip_label *labels, uint32_t count, const char *key)
 {
     for (uint32_t i = 0; i < count; i++)
-        if (strncmp(labels[i].key, key, sizeof labels[i].key) == 0)
+        if (labels[i].key[0] == key[0] && strncmp(labels[i].key, key, sizeof labels[i].key) == 0)
             return labels[i].value;
     return NULL;
 }
