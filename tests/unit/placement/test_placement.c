@@ -469,6 +469,100 @@ static void a_refusal_falls_through_to_the_next_pick(void **state)
     assert_int_equal(held[1].cpu_millicores, 1000);
 }
 
+/*
+ * Three placers with views that go stale between refreshes, five targets
+ * that admit against their real state. Admission that says yes must always
+ * be followed by a reservation that succeeds; the targets fill exactly to
+ * capacity; a run is refused only when a fresh view has no room either.
+ */
+#define SIM_TARGETS 5
+#define SIM_PLACERS 3
+
+struct sim_target {
+    struct node_resources real;
+    struct node_reserved held;
+};
+
+static void refresh_view(struct gossip_member_info *view, const struct sim_target *t)
+{
+    for (int i = 0; i < SIM_TARGETS; i++) {
+        struct node_resources avail = t[i].real;
+        node_resources_subtract(&avail, &t[i].held);
+        make_member(&view[i], (uint8_t)(0x40 + i), GOSSIP_ALIVE, avail.cpu_free_millicores,
+                    avail.cpu_total_millicores, avail.mem_free_bytes, avail.mem_total_bytes);
+    }
+}
+
+/* Tries the picks in order; the index of the target that took the run, or -1. */
+static int try_picks(struct sim_target *t, const struct gossip_member_info *view,
+                     const struct place_needs *nd, const struct place_pick *picks, uint32_t count)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        struct sim_target *x = &t[picks[i].member];
+        struct node_resources avail = x->real;
+        node_resources_subtract(&avail, &x->held);
+        struct place_verdict why;
+        if (place_admit(nd, view[picks[i].member].id, &avail, NULL, 0, &why) != NX_OK)
+            continue;
+        struct node_request req = {.cpu_millicores = nd->cpu_millicores,
+                                   .mem_bytes = nd->mem_bytes};
+        struct node_grant g;
+        assert_int_equal(node_resources_reserve(&x->held, &x->real, &req, &g), NX_OK);
+        return (int)picks[i].member;
+    }
+    return -1;
+}
+
+static void stale_views_never_overfill_and_fill_to_capacity(void **state)
+{
+    (void)state;
+    struct sim_target t[SIM_TARGETS];
+    for (int i = 0; i < SIM_TARGETS; i++)
+        t[i] = (struct sim_target){.real = {.cpu_total_millicores = 4000,
+                                            .cpu_free_millicores = 4000,
+                                            .mem_total_bytes = 8 * GIB,
+                                            .mem_free_bytes = 8 * GIB}};
+    struct gossip_member_info views[SIM_PLACERS][SIM_TARGETS];
+    for (int p = 0; p < SIM_PLACERS; p++)
+        refresh_view(views[p], t);
+    struct place_needs nd = {.cpu_millicores = 500, .mem_bytes = GIB}; /* 8 fit per target */
+    struct nx_rng rng;
+    nx_rng_seed(&rng, 99);
+    int placed = 0, refused = 0;
+    for (int run = 0; run < 60; run++) {
+        int p = run % SIM_PLACERS;
+        if (run % 7 == 0) /* gossip catches up now and then */
+            refresh_view(views[p], t);
+        struct place_pick picks[3];
+        struct place_result res;
+        int got = -1;
+        if (place_rank(&nd, views[p], SIM_TARGETS, &rng, NULL, picks, 3, &res) == NX_OK)
+            got = try_picks(t, views[p], &nd, picks, res.picked_count);
+        if (got < 0) { /* all refused or none fit: retry once on a fresh view */
+            refresh_view(views[p], t);
+            if (place_rank(&nd, views[p], SIM_TARGETS, &rng, NULL, picks, 3, &res) == NX_OK)
+                got = try_picks(t, views[p], &nd, picks, res.picked_count);
+        }
+        if (got < 0) {
+            refused++;
+            char buf[PLACE_REASON_MAX];
+            assert_int_equal(res.fit_count, 0);
+            assert_string_equal(place_explain(&res, &nd, views[p], SIM_TARGETS, buf, sizeof buf),
+                                "no member has 500 millicores free; the most free is node "
+                                "40404040 with 0");
+            continue;
+        }
+        placed++;
+        place_charge(&views[p][got], &nd);
+    }
+    assert_int_equal(placed, 40);
+    assert_int_equal(refused, 20);
+    for (int i = 0; i < SIM_TARGETS; i++) {
+        assert_int_equal(t[i].held.runs, 8);
+        assert_int_equal(t[i].held.cpu_millicores, 4000);
+    }
+}
+
 /* ---- spread ---------------------------------------------------------------- */
 
 static void many_runs_spread_evenly_over_equal_members(void **state)
@@ -743,6 +837,7 @@ int main(void)
         cmocka_unit_test(no_fit_names_the_dimension_and_the_closest_member),
         cmocka_unit_test(admission_refuses_when_the_real_state_changed),
         cmocka_unit_test(a_refusal_falls_through_to_the_next_pick),
+        cmocka_unit_test(stale_views_never_overfill_and_fill_to_capacity),
         cmocka_unit_test(many_runs_spread_evenly_over_equal_members),
         cmocka_unit_test(many_runs_spread_in_proportion_to_capacity),
         cmocka_unit_test(charge_takes_the_gpus_a_run_would_use),
