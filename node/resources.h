@@ -29,12 +29,21 @@
  *               memory. In a container /proc shows the host; this does not.
  *   GPUs        NVML: nvmlInit_v2, nvmlDeviceGetCount_v2,
  *               nvmlDeviceGetHandleByIndex_v2, nvmlDeviceGetMemoryInfo;
- *               total memory per device. The --gpus override wins.
+ *               total memory per device. The --gpus override wins (and
+ *               cpu/mem overrides exist for multi-node tests on one host).
  *
  * What is advertised: free = min(measured free, capacity - reserved), per
  * dimension. A run that uses what it reserved shows up in both terms, so the
  * minimum counts it once; a run that reserved but is idle still holds its
  * share. GPUs are whole devices: a reserved GPU is removed from the list.
+ *
+ * Use in the node (loop thread only: the NVML cache has no lock):
+ *
+ *     node_resources_detect_opts(&r, &opts);            every refresh
+ *     adv = r; node_resources_subtract(&adv, &reserved);  advertise adv
+ *     on a run:  place_admit(&needs, self, &adv, ...)    (node/placement.h)
+ *                node_resources_reserve(&reserved, &r, &req, &grant)
+ *     run ends:  node_resources_release(&reserved, &grant)
  */
 #ifndef NX_NODE_RESOURCES_H
 #define NX_NODE_RESOURCES_H
