@@ -78,6 +78,15 @@ struct raft {
     struct raft_snapshot snap; /* last snapshot; data owned */
     bool snap_install;         /* snap must go out in the next ready */
 
+    /* a snapshot arriving in chunks: rx.data is rx_buf, rx_have marks chunks received */
+    bool rx_active;
+    struct raft_snapshot rx;
+    uint8_t *rx_buf;
+    uint8_t *rx_have;
+    uint32_t rx_chunk;
+    uint32_t rx_n_chunks;
+    uint32_t rx_got;
+
     struct raft_conf conf;
     uint64_t conf_index; /* index of the CONF entry in force; snap_index if from snapshot */
 
@@ -632,22 +641,33 @@ static void campaign(struct raft *r, bool pre, bool transfer)
 
 /* ---- replication -------------------------------------------------------- */
 
+/* Sends the current snapshot to p in chunks of snapshot_chunk_bytes (each one copied). */
 static void send_snapshot(struct raft *r, struct progress *p)
 {
-    struct raft_msg *m = msg_new(r, RAFT_MSG_SNAPSHOT, p->id);
-    if (!m)
-        return;
-    m->snapshot = r->snap;
-    m->snapshot.data = NULL;
-    if (r->snap.len) {
-        uint8_t *copy = malloc(r->snap.len);
-        if (!copy) {
-            r->n_msgs--;
-            return;
+    uint32_t total = r->snap.len, chunk = r->cfg.snapshot_chunk_bytes;
+    uint32_t off = 0;
+    do {
+        uint32_t len = total - off < chunk ? total - off : chunk;
+        struct raft_msg *m = msg_new(r, RAFT_MSG_SNAPSHOT, p->id);
+        if (!m)
+            return; /* the rest goes with the next attempt */
+        m->snapshot = r->snap;
+        m->snapshot.data = NULL;
+        m->snapshot.len = len;
+        m->snap_offset = off;
+        m->snap_total = total;
+        m->snap_chunk = chunk;
+        if (len) {
+            uint8_t *copy = malloc(len);
+            if (!copy) {
+                r->n_msgs--;
+                return;
+            }
+            memcpy(copy, r->snap.data + off, len);
+            m->snapshot.data = copy;
         }
-        memcpy(copy, r->snap.data, r->snap.len);
-        m->snapshot.data = copy;
-    }
+        off += len;
+    } while (off < total);
     p->state = PR_SNAPSHOT;
     emit(r, RAFT_EV_SNAPSHOT_SENT, p->id, r->snap.index);
     p->pending_snapshot = r->snap.index;
@@ -881,10 +901,56 @@ static void handle_append(struct raft *r, const struct raft_msg *m)
     }
 }
 
+static void rx_reset(struct raft *r)
+{
+    free(r->rx_buf);
+    free(r->rx_have);
+    r->rx_buf = NULL;
+    r->rx_have = NULL;
+    r->rx_active = false;
+}
+
+/*
+ * Adds one chunk to the snapshot being received (starting over when the chunk
+ * belongs to another snapshot). Returns true when the snapshot is complete.
+ */
+static bool rx_add(struct raft *r, const struct raft_msg *m)
+{
+    const struct raft_snapshot *s = &m->snapshot;
+    if (!r->rx_active || r->rx.index != s->index || r->rx.term != s->term ||
+        r->rx.len != m->snap_total || r->rx_chunk != m->snap_chunk) {
+        rx_reset(r);
+        uint32_t n_chunks = m->snap_total ? (m->snap_total + m->snap_chunk - 1) / m->snap_chunk : 1;
+        r->rx_buf = malloc(m->snap_total ? m->snap_total : 1);
+        r->rx_have = calloc(n_chunks, 1);
+        if (!r->rx_buf || !r->rx_have) {
+            rx_reset(r);
+            return false;
+        }
+        r->rx = *s;
+        r->rx.len = m->snap_total;
+        r->rx.data = r->rx_buf;
+        r->rx_chunk = m->snap_chunk;
+        r->rx_n_chunks = n_chunks;
+        r->rx_got = 0;
+        r->rx_active = true;
+    }
+    uint32_t k = m->snap_offset / m->snap_chunk;
+    if (!r->rx_have[k]) {
+        if (s->len)
+            memcpy(r->rx_buf + m->snap_offset, s->data, s->len);
+        r->rx_have[k] = 1;
+        r->rx_got++;
+    }
+    return r->rx_got == r->rx_n_chunks;
+}
+
 static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 {
     const struct raft_snapshot *s = &m->snapshot;
     struct raft_msg *resp;
+    if (r->rx_active && r->rx.index <= r->commit)
+        rx_reset(r); /* caught up another way */
     if (s->index <= r->commit) {
         resp = msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
         if (resp)
@@ -898,30 +964,27 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
             resp->index = r->commit;
         return;
     }
-    uint8_t *copy = NULL;
-    if (s->len) {
-        copy = malloc(s->len);
-        if (!copy)
-            return;
-        memcpy(copy, s->data, s->len);
-    }
+    if (!rx_add(r, m))
+        return; /* more chunks to come; the leader re-sends after a timeout if one is lost */
     while (r->n_ents > 0) {
         r->n_ents--;
         free((void *)r->ents[r->n_ents].data);
     }
     free((void *)r->snap.data);
-    r->snap = *s;
-    r->snap.data = copy;
-    r->snap_index = s->index;
-    r->snap_term = s->term;
+    r->snap = r->rx;
+    r->snap.data = r->rx_buf; /* taken */
+    r->rx_buf = NULL;
+    rx_reset(r);
+    r->snap_index = r->snap.index;
+    r->snap_term = r->snap.term;
     r->snap_install = true;
-    emit(r, RAFT_EV_SNAPSHOT_INSTALL, s->index, s->term);
-    r->commit = s->index;
-    r->stable = s->index;
-    set_conf(r, &s->conf, s->index);
+    emit(r, RAFT_EV_SNAPSHOT_INSTALL, r->snap.index, r->snap.term);
+    r->commit = r->snap.index;
+    r->stable = r->snap.index;
+    set_conf(r, &r->snap.conf, r->snap.index);
     resp = msg_new(r, RAFT_MSG_APPEND_RESP, m->from);
     if (resp)
-        resp->index = s->index;
+        resp->index = r->snap.index;
 }
 
 /* Leader: new next index after a rejection; false when the rejection is stale. */
@@ -1479,6 +1542,7 @@ void raft_config_default(struct raft_config *cfg, uint64_t id, uint64_t seed)
     cfg->max_inflight_bytes = 8u << 20;
     cfg->max_entry_bytes = 1u << 20;
     cfg->max_msg_bytes = 1u << 20;
+    cfg->snapshot_chunk_bytes = 1u << 20;
     cfg->pre_vote = true;
     cfg->check_quorum = true;
     cfg->seed = seed;
@@ -1537,7 +1601,8 @@ int raft_create(const struct raft_config *cfg, const struct raft_boot *boot, str
         cfg->heartbeat_tick >= cfg->election_tick_min || cfg->max_inflight_msgs == 0 ||
         cfg->max_inflight_msgs > RAFT_MAX_INFLIGHT_MSGS_LIMIT || cfg->max_inflight_bytes == 0 ||
         cfg->max_entry_bytes == 0 || cfg->max_entry_bytes > RAFT_MAX_ENTRY_BYTES_LIMIT ||
-        cfg->max_msg_bytes == 0)
+        cfg->max_msg_bytes == 0 || cfg->snapshot_chunk_bytes == 0 ||
+        cfg->snapshot_chunk_bytes > RAFT_MAX_SNAPSHOT_BYTES)
         return NX_ERR_INVAL;
     struct raft *r = calloc(1, sizeof *r);
     if (!r)
@@ -1580,6 +1645,7 @@ void raft_destroy(struct raft *r)
         free(r->ring_bytes[i]);
     }
     free((void *)r->snap.data);
+    rx_reset(r);
     free(r);
 }
 

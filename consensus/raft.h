@@ -152,7 +152,15 @@ struct raft_msg {
     uint64_t ctx;
     uint32_t n_entries;
     struct raft_entry *entries;
-    struct raft_snapshot snapshot; /* RAFT_MSG_SNAPSHOT only */
+    /*
+     * RAFT_MSG_SNAPSHOT only: one chunk. snapshot.data/len are the bytes at
+     * snap_offset of a snapshot of snap_total bytes; snap_chunk is the sender's
+     * chunk size (every chunk but the last is that long).
+     */
+    struct raft_snapshot snapshot;
+    uint32_t snap_offset;
+    uint32_t snap_total;
+    uint32_t snap_chunk;
 };
 
 /*
@@ -190,11 +198,12 @@ struct raft_config {
     uint64_t id;                /* this node, nonzero */
     uint32_t election_tick_min; /* randomized election timeout in [min, max] ticks */
     uint32_t election_tick_max;
-    uint32_t heartbeat_tick;     /* leader heartbeat interval in ticks, < election_tick_min */
-    uint32_t max_inflight_msgs;  /* appends in flight per follower */
-    uint64_t max_inflight_bytes; /* entry bytes in flight per follower */
-    uint32_t max_entry_bytes;    /* largest proposal accepted */
-    uint32_t max_msg_bytes;      /* entry bytes per append (at least one entry is sent) */
+    uint32_t heartbeat_tick;       /* leader heartbeat interval in ticks, < election_tick_min */
+    uint32_t max_inflight_msgs;    /* appends in flight per follower */
+    uint64_t max_inflight_bytes;   /* entry bytes in flight per follower */
+    uint32_t max_entry_bytes;      /* largest proposal accepted */
+    uint32_t max_msg_bytes;        /* entry bytes per append (at least one entry is sent) */
+    uint32_t snapshot_chunk_bytes; /* snapshot data per message */
     bool pre_vote;
     bool check_quorum;
     uint64_t seed; /* seeds the core's PRNG (randomized timeouts) */

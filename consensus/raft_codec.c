@@ -8,7 +8,8 @@
  *   varint from, to, term, log_term, index, commit, hint_index, hint_term, ctx
  *   varint n_entries, then per entry: varint term, u8 type, varint len, bytes
  *     (entry i has index = index + 1 + i)
- *   RAFT_MSG_SNAPSHOT only: varint snap index, snap term, conf (as below), varint len, bytes
+ *   RAFT_MSG_SNAPSHOT only: varint snap index, snap term, conf (as below), varint total,
+ *     varint chunk size, varint offset, varint len, bytes (one chunk of the snapshot)
  *   u32 CRC-32 (IEEE, little-endian) of everything before it
  *
  * A configuration: u8 n_voters | u8 n_learners | u64 LE ids.
@@ -268,6 +269,20 @@ int raft_conf_decode(const uint8_t *buf, size_t len, struct raft_conf *out)
 
 /* ---- messages ----------------------------------------------------------- */
 
+/* A chunk lies on the chunk grid, inside the snapshot, and is full unless it is the last. */
+static bool snapshot_chunk_valid(const struct raft_msg *m)
+{
+    uint64_t total = m->snap_total, chunk = m->snap_chunk, off = m->snap_offset;
+    if (total > RAFT_MAX_SNAPSHOT_BYTES || chunk == 0 || off % chunk != 0)
+        return false;
+    if (total == 0)
+        return off == 0 && m->snapshot.len == 0;
+    if (off >= total)
+        return false;
+    uint64_t want = total - off < chunk ? total - off : chunk;
+    return m->snapshot.len == want;
+}
+
 const char *raft_msg_type_name(int type)
 {
     static const char *const names[] = {
@@ -285,7 +300,7 @@ size_t raft_msg_encoded_size(const struct raft_msg *m)
     for (uint32_t i = 0; i < m->n_entries; i++)
         n += 2 * VARINT_MAX + 1 + m->entries[i].len;
     if (m->type == RAFT_MSG_SNAPSHOT)
-        n += 3 * VARINT_MAX + raft_conf_encoded_size(&m->snapshot.conf) + m->snapshot.len;
+        n += 6 * VARINT_MAX + raft_conf_encoded_size(&m->snapshot.conf) + m->snapshot.len;
     return n;
 }
 
@@ -318,11 +333,14 @@ long raft_msg_encode(const struct raft_msg *m, uint8_t *out, size_t cap)
         put_bytes(&w, e->data, e->len);
     }
     if (m->type == RAFT_MSG_SNAPSHOT) {
-        if (m->snapshot.len > RAFT_MAX_SNAPSHOT_BYTES || !conf_valid(&m->snapshot.conf))
+        if (!snapshot_chunk_valid(m) || !conf_valid(&m->snapshot.conf))
             return NX_ERR_INVAL;
         put_varint(&w, m->snapshot.index);
         put_varint(&w, m->snapshot.term);
         conf_write(&w, &m->snapshot.conf);
+        put_varint(&w, m->snap_total);
+        put_varint(&w, m->snap_chunk);
+        put_varint(&w, m->snap_offset);
         put_varint(&w, m->snapshot.len);
         put_bytes(&w, m->snapshot.data, m->snapshot.len);
     }
@@ -405,10 +423,17 @@ int raft_msg_decode(const uint8_t *buf, size_t len, struct raft_msg *out)
         out->snapshot.index = get_varint(&r);
         out->snapshot.term = get_varint(&r);
         conf_read(&r, &out->snapshot.conf);
+        uint64_t total = get_varint(&r), chunk = get_varint(&r), off = get_varint(&r);
         uint64_t slen = get_varint(&r);
-        if (r.bad || slen > RAFT_MAX_SNAPSHOT_BYTES)
+        if (r.bad || total > RAFT_MAX_SNAPSHOT_BYTES || chunk > RAFT_MAX_SNAPSHOT_BYTES ||
+            off > RAFT_MAX_SNAPSHOT_BYTES || slen > RAFT_MAX_SNAPSHOT_BYTES)
             goto err;
+        out->snap_total = (uint32_t)total;
+        out->snap_chunk = (uint32_t)chunk;
+        out->snap_offset = (uint32_t)off;
         out->snapshot.len = (uint32_t)slen;
+        if (!snapshot_chunk_valid(out))
+            goto err;
         out->snapshot.data = get_bytes(&r, out->snapshot.len);
     }
     if (r.bad || r.pos != body)

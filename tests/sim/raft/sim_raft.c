@@ -988,7 +988,8 @@ static bool run_seed(uint64_t seed, bool trace_on, char *why, size_t why_len, st
         nd->cfg.check_quorum = check_quorum;
         nd->cfg.max_inflight_msgs = 1 + (uint32_t)rnd(s, 8);
         nd->cfg.max_inflight_bytes = 64 + rnd(s, 4096);
-        nd->cfg.max_msg_bytes = 1 + (uint32_t)rnd(s, 200); /* 1 to 11 commands per append */
+        nd->cfg.max_msg_bytes = 1 + (uint32_t)rnd(s, 200);       /* 1 to 11 commands per append */
+        nd->cfg.snapshot_chunk_bytes = 1 + (uint32_t)rnd(s, 32); /* 1 to 24 chunks */
         if (raft_mem_create(&boot, &nd->mem) != NX_OK)
             sim_fail(s, "storage");
         node_start(s, nd);

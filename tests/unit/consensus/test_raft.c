@@ -391,7 +391,13 @@ static void decoder_rejects_every_truncation_and_byte_flip(void **state)
                            .hint_index = 12,
                            .hint_term = 3};
     check_decode_rejects_damage(&rej);
-    struct raft_msg snap = {.type = RAFT_MSG_SNAPSHOT, .from = 1, .to = 3, .term = 9};
+    struct raft_msg snap = {.type = RAFT_MSG_SNAPSHOT,
+                            .from = 1,
+                            .to = 3,
+                            .term = 9,
+                            .snap_offset = 8,
+                            .snap_total = 12,
+                            .snap_chunk = 4};
     snap.snapshot = (struct raft_snapshot){100, 8, c, 4, (const uint8_t *)"data"};
     check_decode_rejects_damage(&snap);
     /* An invalid configuration inside an entry is refused even with a good checksum. */
@@ -598,7 +604,9 @@ static void mutated_messages_with_valid_checksum_never_crash_a_node(void **state
          .from = 3,
          .to = 1,
          .term = 1,
-         .snapshot = {20, 1, {.n_voters = 1, .voters = {3}}, 2, (const uint8_t *)"kv"}},
+         .snapshot = {20, 1, {.n_voters = 1, .voters = {3}}, 2, (const uint8_t *)"kv"},
+         .snap_total = 2,
+         .snap_chunk = 2},
         {.type = RAFT_MSG_PRE_VOTE, .from = 3, .to = 1, .term = 5, .log_term = 1, .index = 11},
     };
     struct nx_rng rng;
@@ -702,6 +710,51 @@ static void three_node_election_matches_transcript(void **state)
     h_free(&net);
 }
 
+static bool drop_second_chunk_once(struct raft_msg *m, void *arg)
+{
+    int *dropped = arg;
+    if (m->type == RAFT_MSG_SNAPSHOT && m->snap_offset == 2 && *dropped == 0) {
+        (*dropped)++;
+        return false;
+    }
+    return true;
+}
+
+static void snapshot_travels_in_chunks_and_survives_a_lost_chunk(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 0, true, true);
+    for (uint64_t id = 1; id <= 3; id++) {
+        h_crash(&net, id);
+        h_node(&net, id)->cfg.snapshot_chunk_bytes = 2;
+        h_start(&net, id);
+    }
+    assert_int_equal(h_elect(&net, 1), 1);
+    h_isolate(&net, 3, true);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(h_propose(&net, 1, "p"), NX_OK);
+    struct h_node *l = h_node(&net, 1), *f = h_node(&net, 3);
+    uint64_t at = raft_applied_index(l->r);
+    assert_int_equal(raft_compact(l->r, at, "state", 5), NX_OK); /* 3 chunks: st, at, e */
+    assert_int_equal(raft_mem_compact(l->mem, at, "state", 5), NX_OK);
+    int dropped = 0;
+    net.mutate = drop_second_chunk_once;
+    net.mutate_arg = &dropped;
+    h_heal(&net);
+    h_tick(&net, 3);
+    assert_int_equal(dropped, 1);
+    assert_int_equal(f->snapshots_installed, 0); /* a chunk is missing */
+    h_tick(&net, 30);                            /* the leader sends it again */
+    assert_int_equal(f->snapshots_installed, 1);
+    struct raft_boot boot;
+    raft_mem_boot(f->mem, &boot);
+    assert_int_equal(boot.snapshot.len, 5);
+    assert_memory_equal(boot.snapshot.data, "state", 5);
+    assert_int_equal(f->last_applied, raft_last_index(l->r));
+    h_free(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -715,6 +768,7 @@ int main(void)
         cmocka_unit_test(read_index_needs_a_quorum_round),
         cmocka_unit_test(leader_transfer_hands_over_with_timeout_now),
         cmocka_unit_test(lagging_follower_gets_snapshot_after_compaction),
+        cmocka_unit_test(snapshot_travels_in_chunks_and_survives_a_lost_chunk),
         cmocka_unit_test(learner_catches_up_and_is_promoted),
         cmocka_unit_test(add_and_remove_servers_one_at_a_time),
         cmocka_unit_test(decoder_rejects_every_truncation_and_byte_flip),
