@@ -64,6 +64,7 @@
 #define STAGE_DIR "/run/nexus-sbx-root" /* mount point of new roots (in each run's namespace) */
 #define ENV_MAX 16
 #define ETC_FILES_MAX 16
+#define SBX_SETUP_TIMEOUT_MS 10000 /* clone to execve; normally a few ms */
 
 /* What the child needs, prepared by the parent. Everything is inline or
  * borrowed from memory the child has a copy of. */
@@ -492,13 +493,10 @@ static int start_cgroup(const struct sbx_config *cfg, struct sbx_run *run, char 
                              cfg->weaken, err, err_len);
 }
 
-static int make_pipe(int fds[2], int child_end)
+/* Both ends close-on-exec: the child's dup2 onto 0-2 clears the flag on the copy. */
+static int make_pipe(int fds[2])
 {
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return NX_ERR_IO;
-    /* The child's end stays CLOEXEC too: dup2 onto 0-2 clears the flag. */
-    (void)child_end;
-    return 0;
+    return pipe2(fds, O_CLOEXEC) < 0 ? NX_ERR_IO : 0;
 }
 
 int sbx_run_start(const struct sbx_config *cfg, struct sbx_run **out, char *err, size_t err_len)
@@ -521,8 +519,7 @@ int sbx_run_start(const struct sbx_config *cfg, struct sbx_run **out, char *err,
     run->weaken = cfg->weaken;
     int in[2] = {-1, -1}, outp[2] = {-1, -1}, errp[2] = {-1, -1}, sock[2] = {-1, -1};
     rc = NX_ERR_IO;
-    if (make_pipe(in, 0) < 0 || make_pipe(outp, 1) < 0 ||
-        (cfg->stderr_fd < 0 && make_pipe(errp, 1) < 0) ||
+    if (make_pipe(in) < 0 || make_pipe(outp) < 0 || (cfg->stderr_fd < 0 && make_pipe(errp) < 0) ||
         socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sock) < 0) {
         sbx_errf(err, err_len, "plan: pipes: %s", strerror(errno));
         goto err_close;
@@ -570,14 +567,30 @@ int sbx_run_start(const struct sbx_config *cfg, struct sbx_run **out, char *err,
     }
     if (sbx_cgroup_add_pid(&run->cg, run->pid, err, err_len) < 0)
         goto err_kill;
-    if (write(sock[0], "g", 1) != 1) {
+    if (send(sock[0], "g", 1, MSG_NOSIGNAL) != 1) {
         sbx_errf(err, err_len, "start: signal child: %s", strerror(errno));
+        goto err_kill;
+    }
+    /* The child's steps are bounded work; a setup that hangs is killed. */
+    struct pollfd pf = {.fd = sock[0], .events = POLLIN};
+    int ready;
+    do
+        ready = poll(&pf, 1, SBX_SETUP_TIMEOUT_MS);
+    while (ready < 0 && errno == EINTR);
+    if (ready <= 0) {
+        sbx_errf(err, err_len, "start: sandbox setup %s",
+                 ready == 0 ? "timed out" : strerror(errno));
+        rc = ready == 0 ? NX_ERR_TIMEOUT : NX_ERR_IO;
         goto err_kill;
     }
     struct report rep;
     do
         n = read(sock[0], &rep, sizeof rep);
     while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        sbx_errf(err, err_len, "start: read setup report: %s", strerror(errno));
+        goto err_kill;
+    }
     if (n > 0) {
         rep.msg[sizeof rep.msg - 1] = '\0';
         sbx_errf(err, err_len, "sandbox setup: %s: %s", rep.msg, strerror(rep.err_no));

@@ -336,6 +336,32 @@ static void sdk_answers_malformed_requests_with_errors(void **state)
                         "\"context\":{\"calls\":5}}\n");
 }
 
+static void setup_failure_is_reported_with_step_and_errno(void **state)
+{
+    (void)state;
+    NEED_ROOT();
+    char bundle[128];
+    ts_bundle_new(bundle, sizeof bundle);
+    struct sbx_config cfg;
+    ts_config(&cfg, bundle);
+    const char *argv[] = {"no-such-agent", NULL};
+    cfg.argv = argv;
+    struct sbx_run *run;
+    char err[SBX_ERR_MAX] = "";
+    assert_int_equal(sbx_run_start(&cfg, &run, err, sizeof err), NX_ERR_IO);
+    assert_string_equal(err,
+                        "sandbox setup: execve /agent/no-such-agent: No such file or directory");
+    const char *sh[] = {"/usr/bin/true", NULL};
+    cfg.argv = sh;
+    struct sbx_bind bind = {.host_path = "/nonexistent-runtime", .sandbox_path = "/opt/x"};
+    cfg.extra_binds = &bind;
+    cfg.extra_binds_len = 1;
+    assert_int_equal(sbx_run_start(&cfg, &run, err, sizeof err), NX_ERR_IO);
+    assert_string_equal(
+        err, "sandbox setup: bind: stat /nonexistent-runtime: No such file or directory");
+    ts_rmrf(bundle);
+}
+
 struct sup_log {
     uint64_t delays[8];
     int n;
@@ -398,6 +424,7 @@ int main(void)
         cmocka_unit_test(long_running_agent_is_restarted_with_backoff_and_stopped),
         cmocka_unit_test(request_to_a_dead_agent_fails_without_sigpipe),
         cmocka_unit_test(sdk_answers_malformed_requests_with_errors),
+        cmocka_unit_test(setup_failure_is_reported_with_step_and_errno),
     };
     if (getenv("NX_TEST_FILTER"))
         cmocka_set_test_filter(getenv("NX_TEST_FILTER"));
