@@ -146,6 +146,31 @@ static void mount_and_new_namespaces_are_denied(void **state)
     assert_string_equal(f->r.out, "mount -1 1\nunshare -1 1\n");
 }
 
+static void seccomp_denies_the_documented_syscalls(void **state)
+{
+    NEED_ROOT();
+    struct fixture *f = *state;
+    /* x86_64 numbers, all arguments 0: without the filter most would fail
+     * differently (EFAULT, EINVAL, ENOSYS) or succeed (keyctl). */
+    ts_run_py(&f->cfg,
+              "import ctypes\n"
+              "libc=ctypes.CDLL(None,use_errno=True)\n"
+              "nrs={'keyctl':250,'add_key':248,'request_key':249,'bpf':321,"
+              "'perf_event_open':298,'userfaultfd':323,'kexec_load':246,'init_module':175,"
+              "'finit_module':313,'delete_module':176,'open_by_handle_at':304,"
+              "'name_to_handle_at':303,'swapon':167,'swapoff':168,'reboot':169,"
+              "'pivot_root':155,'chroot':161,'unshare':272,'setns':308,'umount2':166,"
+              "'io_uring_setup':425,'process_vm_readv':310,'clone3':435}\n"
+              "for n,nr in sorted(nrs.items()):\n"
+              "  r=libc.syscall(nr,0,0,0,0,0,0)\n"
+              "  e=ctypes.get_errno()\n"
+              "  if r!=-1 or e!=(38 if n=='clone3' else 1): print(n,r,e)\n"
+              "print('checked',len(nrs))\n",
+              &f->r);
+    expect_ran(&f->r);
+    assert_string_equal(f->r.out, "checked 23\n");
+}
+
 static void setuid_binary_in_bundle_gives_no_privileges(void **state)
 {
     NEED_ROOT();
@@ -341,6 +366,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(host_processes_are_invisible, setup, teardown),
         cmocka_unit_test_setup_teardown(ptrace_is_denied, setup, teardown),
         cmocka_unit_test_setup_teardown(mount_and_new_namespaces_are_denied, setup, teardown),
+        cmocka_unit_test_setup_teardown(seccomp_denies_the_documented_syscalls, setup, teardown),
         cmocka_unit_test_setup_teardown(setuid_binary_in_bundle_gives_no_privileges, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(network_is_unreachable_unless_granted, setup, teardown),
