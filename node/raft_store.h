@@ -90,9 +90,11 @@ int raft_store_load(struct raft_store *s, struct raft_store_boot *out, char *err
 void raft_store_boot_free(struct raft_store_boot *b);
 
 /*
- * Step 1 of the Ready contract as ONE synced WriteBatch: the snapshot (meta and
+ * Step 1 of the Ready contract as ONE WriteBatch: the snapshot (meta and
  * data; deletes every stored entry), entries overwriting from entries[0].index,
- * the hard state. rd is borrowed.
+ * the hard state. rd is borrowed. The batch is synced unless it only changes
+ * the commit index (which need not be durable; RocksDB keeps WAL order, so a
+ * later sync covers it).
  */
 int raft_store_persist(struct raft_store *s, const struct raft_ready *rd) NX_MUST_USE;
 

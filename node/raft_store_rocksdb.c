@@ -40,6 +40,9 @@ struct raft_store {
     rocksdb_writeoptions_t *wo_nosync;
     rocksdb_readoptions_t *ro;
     uint64_t syncs;
+    uint64_t unsynced;
+    struct raft_hard_state last_hs; /* last hard state written or loaded */
+    bool have_hs;
 };
 
 /* ---- CRC-32C ------------------------------------------------------------ */
@@ -297,9 +300,27 @@ int raft_store_persist(struct raft_store *s, const struct raft_ready *rd)
         if (rc != NX_OK)
             goto out;
     }
-    if (rd->has_hard_state)
+    /*
+     * Only the term, the vote, entries and snapshots must be durable before
+     * messages leave. A change of commit alone may be lost in a crash (commit
+     * is learned again from the leader), so it rides unsynced: RocksDB
+     * recovers a prefix of its WAL, so a later synced write makes it durable
+     * and the applied index (written after it) never passes it.
+     */
+    bool sync = rd->snapshot || rd->n_entries > 0 || !s->have_hs;
+    if (rd->has_hard_state) {
         batch_hard_state(s, wb, &rd->hard_state);
-    rc = raft_store_write(s, wb, true);
+        if (s->have_hs &&
+            (rd->hard_state.term != s->last_hs.term || rd->hard_state.vote != s->last_hs.vote))
+            sync = true;
+    }
+    rc = raft_store_write(s, wb, sync);
+    if (rc == NX_OK && rd->has_hard_state) {
+        s->last_hs = rd->hard_state;
+        s->have_hs = true;
+    }
+    if (rc == NX_OK && !sync)
+        s->unsynced++;
 out:
     rocksdb_writebatch_destroy(wb);
     return rc;
@@ -325,6 +346,10 @@ int raft_store_bootstrap(struct raft_store *s, const struct raft_conf *conf)
         struct raft_hard_state hs = {0, 0, 0};
         batch_hard_state(s, wb, &hs);
         rc = raft_store_write(s, wb, true);
+        if (rc == NX_OK) {
+            s->last_hs = hs;
+            s->have_hs = true;
+        }
     }
     rocksdb_writebatch_destroy(wb);
     return rc;
@@ -562,6 +587,8 @@ int raft_store_load(struct raft_store *s, struct raft_store_boot *out, char *err
     hs->vote = get_u64(body + 8);
     hs->commit = get_u64(body + 16);
     free(body);
+    s->last_hs = *hs;
+    s->have_hs = true;
     uint64_t last = out->boot.snapshot.index + out->boot.n_entries;
     if (hs->commit > last) {
         snprintf(err, cap,

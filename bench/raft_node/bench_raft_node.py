@@ -9,7 +9,8 @@ heartbeat 1 tick, election 6..12 ticks).
 2. Leader failover after kill -9 of the leader: time until the two others
    agree on a new leader, p50 and p99 over 20 trials.
 
-The Python client is measured too (its CPU use during the run is printed): if
+Group commit shows as proposals per synced write of the leader (1.0 would
+mean one fsync per proposal). The Python client is measured too (its CPU use during the run is printed): if
 it nears one core, it, not the node, is the bottleneck at high concurrency.
 """
 import asyncio
@@ -20,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'tests', 'integration'))
-from harness import NEXUS, Cluster, raft_cluster, raft_leader  # noqa: E402
+from harness import NEXUS, Cluster, raft_cluster, raft_leader, raft_status  # noqa: E402
 
 LEVELS = [1, 16, 256]
 SECONDS_PER_LEVEL = float(os.environ.get('NX_BENCH_SECONDS', '4'))
@@ -103,13 +104,17 @@ def main():
         results = {}
         for conc in LEVELS:
             w0 = time.monotonic()
+            c0 = raft_status(leader)['counters']
             u0 = resource.getrusage(resource.RUSAGE_SELF)
             rate, lats, errors = asyncio.run(load(leader, conc, SECONDS_PER_LEVEL))
             u1 = resource.getrusage(resource.RUSAGE_SELF)
+            c1 = raft_status(leader)['counters']
+            per_sync = (c1['proposals'] - c0['proposals']) / max(
+                1, c1['synced_writes'] - c0['synced_writes'])
             client_cpu = ((u1.ru_utime - u0.ru_utime) + (u1.ru_stime - u0.ru_stime)) / (
                 time.monotonic() - w0)
             results[conc] = (rate, pct(lats, 50) * 1e6, pct(lats, 99) * 1e6, len(errors),
-                             client_cpu)
+                             client_cpu, per_sync)
         del cpu0
         db = rocksdb_baseline(c.workdir)
         fo = failover_trials(nodes, FAILOVER_TRIALS)
@@ -118,7 +123,7 @@ def main():
     s1, s16 = db[(1, 1)], db[(16, 1)]
     print('%-52s %12s %12s %8s' % ('metric', 'nexus', 'baseline', 'ratio'))
     for conc in LEVELS:
-        rate, p50, p99, errs, ccpu = results[conc]
+        rate, p50, p99, errs, ccpu, per_sync = results[conc]
         base = s1 if conc == 1 else s16
         bname = 'rocksdb sync x%s' % ('1' if conc == 1 else '16')
         rows.append(('commits/s, %d proposers (vs %s)' % (conc, bname), '%.0f/s' % rate,
@@ -127,6 +132,8 @@ def main():
                      '%sus' % base['p50_us'], p50 / max(1.0, float(base['p50_us']))))
         rows.append(('  p99 commit latency (vs %s p99)' % bname, '%.0fus' % p99,
                      '%sus' % base['p99_us'], p99 / max(1.0, float(base['p99_us']))))
+        rows.append(('  proposals per leader synced write (group commit)', '%.1f' % per_sync,
+                     '1.0', per_sync))
         rows.append(('  non-200 replies; python client CPU (cores)', '%d' % errs,
                      '%.2f' % ccpu, 0.0))
     f50, f99 = pct(fo, 50), pct(fo, 99)

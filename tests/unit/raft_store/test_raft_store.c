@@ -187,6 +187,31 @@ static void persisted_snapshot_replaces_the_log(void **state)
     raft_store_boot_free(&b);
 }
 
+static void only_commit_changes_are_written_unsynced(void **state)
+{
+    struct fixture *f = *state;
+    persist(f, 1, 3, 1, 0); /* entries: synced */
+    uint64_t syncs = raft_store_syncs(f->s);
+    struct raft_ready rd = {0};
+    rd.has_hard_state = true;
+    rd.hard_state = (struct raft_hard_state){1, 7, 3}; /* commit only */
+    assert_int_equal(raft_store_persist(f->s, &rd), NX_OK);
+    assert_int_equal(raft_store_syncs(f->s), syncs);
+    rd.hard_state = (struct raft_hard_state){2, 0, 3}; /* new term: synced */
+    assert_int_equal(raft_store_persist(f->s, &rd), NX_OK);
+    assert_int_equal(raft_store_syncs(f->s), syncs + 1);
+    rd.hard_state = (struct raft_hard_state){2, 9, 3}; /* vote: synced */
+    assert_int_equal(raft_store_persist(f->s, &rd), NX_OK);
+    assert_int_equal(raft_store_syncs(f->s), syncs + 2);
+    reopen(f);
+    struct raft_store_boot b;
+    char err[256];
+    assert_int_equal(load(f, &b, err, sizeof err), NX_OK);
+    assert_int_equal(b.boot.hard_state.commit, 3);
+    assert_int_equal(b.boot.hard_state.vote, 9);
+    raft_store_boot_free(&b);
+}
+
 /* ---- corruption ------------------------------------------------------------- */
 
 static void flip_value(struct fixture *f, enum raft_store_cf cf, const char *key, size_t klen,
@@ -345,6 +370,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(conflicting_suffix_is_overwritten, setup, teardown),
         cmocka_unit_test_setup_teardown(compaction_keeps_snapshot_and_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(persisted_snapshot_replaces_the_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(only_commit_changes_are_written_unsynced, setup, teardown),
         cmocka_unit_test_setup_teardown(flipped_entry_byte_is_detected, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_middle_entry_is_detected, setup, teardown),
         cmocka_unit_test_setup_teardown(truncated_log_below_commit_is_detected, setup, teardown),
