@@ -633,6 +633,18 @@ int sbx_run_pid(const struct sbx_run *run)
 {
     return run->pid;
 }
+int sbx_run_pidfd(const struct sbx_run *run)
+{
+    return run->pidfd;
+}
+int sbx_run_poll(struct sbx_run *run)
+{
+    return sbx_run_pump(run, 0);
+}
+bool sbx_run_exited(const struct sbx_run *run)
+{
+    return run->exited;
+}
 void sbx_run_close_stdin(struct sbx_run *run)
 {
     close_fd(&run->stdin_w);

@@ -13,7 +13,7 @@
  * Never touches: the cluster (placement, forwarding, metering in the ledger),
  * the network on behalf of an agent, the node's libev loop (the blocking
  * calls here are meant to be driven from a helper thread, or replaced by
- * loop watchers over sbx_run_stdout_fd/sbx_run_pidfd later).
+ * loop watchers over sbx_run_stdout_fd/sbx_run_pidfd and sbx_run_poll).
  *
  * Documents: docs/sandbox.md (isolation, manifest, bundle layout) and
  * docs/agent-protocol.md (framing on stdin/stdout).
@@ -197,6 +197,16 @@ int sbx_run_start(const struct sbx_config *cfg, struct sbx_run **out, char *err,
 int sbx_run_stdin_fd(const struct sbx_run *run);  /* write end of the agent's stdin */
 int sbx_run_stdout_fd(const struct sbx_run *run); /* read end of the agent's stdout */
 int sbx_run_pid(const struct sbx_run *run);
+/* A pidfd of the agent (readable once it exited): for a loop's watcher. Borrowed. */
+int sbx_run_pidfd(const struct sbx_run *run);
+/*
+ * Non-blocking step for an event loop: reads what stdout and stderr hold,
+ * notes an exit, and enforces the deadline and output cap. Call it when
+ * sbx_run_stdout_fd or sbx_run_pidfd is readable, and at the deadline.
+ */
+int sbx_run_poll(struct sbx_run *run) NX_MUST_USE;
+/* True once the agent (PID 1 of its namespace) has exited. */
+bool sbx_run_exited(const struct sbx_run *run);
 /* Closes the agent's stdin (end of requests). Idempotent. */
 void sbx_run_close_stdin(struct sbx_run *run);
 /* SIGKILLs the agent (its whole PID namespace). */

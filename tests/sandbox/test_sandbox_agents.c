@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,7 +299,11 @@ static void request_to_a_dead_agent_fails_without_sigpipe(void **state)
     struct sbx_run *run;
     char err[SBX_ERR_MAX] = "";
     assert_int_equal(sbx_run_start(&cfg, &run, err, sizeof err), 0);
-    usleep(300000); /* the agent has exited; its stdin has no reader */
+    /* Loop style: wait on the pidfd, then step. */
+    struct pollfd pf = {.fd = sbx_run_pidfd(run), .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 2000), 1);
+    assert_int_equal(sbx_run_poll(run), 0);
+    assert_true(sbx_run_exited(run)); /* the agent has exited; its stdin has no reader */
     struct sbx_reply reply;
     json_t *input = json_string("anyone?");
     int rc = sbx_call(run, 1, input, NULL, 1000, &reply, err, sizeof err);
