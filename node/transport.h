@@ -15,6 +15,11 @@
  * CURVE handshake authenticated (or NULL for a guest), never a claim taken
  * from the bytes.
  *
+ * Delivery: at most once. Messages to one peer arrive in order while its
+ * connection lasts; a dropped connection loses what was in flight, and an
+ * evicted connection still flushing its queue may deliver next to its
+ * replacement, so order across a reconnect is not guaranteed.
+ *
  * Threading: every function, and the callback, runs on the thread that runs
  * the libev loop given at creation. Nothing here is thread-safe.
  */
@@ -129,6 +134,7 @@ struct node_transport_counters {
     uint64_t handshake_failed;    /* our DEALER's handshake failed (the peer refused us) */
     uint64_t dropped_backoff;     /* send to a peer that refused us, before its retry time */
     uint64_t refused_guest_rate;  /* over guest_handshakes_per_s (also in refused_handshake) */
+    uint64_t dropped_no_socket;   /* send needed a new connection while closed ones still flush */
 };
 
 /*
@@ -172,7 +178,8 @@ bool node_transport_peer_connected(const struct node_transport *tp,
 /*
  * Queues len bytes (borrowed for the call; copied) for the peer. Never blocks.
  * 0 when queued; NX_ERR_NOT_FOUND for an unknown peer, NX_ERR_TOO_BIG above
- * max_msg_bytes, NX_ERR_FULL when the peer's queue is at its bound (the
+ * max_msg_bytes, NX_ERR_FULL when the peer's queue is at its bound or when
+ * a new connection is needed while too many evicted ones still flush (the
  * message is dropped and counted), NX_ERR_UNAVAILABLE while waiting to redial
  * a peer that refused our handshake (dropped and counted), NX_ERR_IO on other
  * failures.

@@ -120,6 +120,14 @@
      ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
 /* Sockets per open peer: the DEALER, the monitor's PAIR and our PAIR. */
 #define SOCKETS_PER_PEER 3
+/*
+ * A closed DEALER keeps its zmq socket slot until its queue flushed or
+ * linger_ms passed. The context gets room for this many lingering DEALERs per
+ * allowed connection; beyond it a new connection waits (NX_ERR_FULL).
+ */
+#define LINGERING_PER_CONNECTION 2
+/* The ROUTER, the ZAP REP, and slack. */
+#define SOCKETS_FIXED 16
 
 struct peer {
     bool used;
@@ -395,6 +403,23 @@ static void close_socket(void **sock)
     }
 }
 
+/*
+ * zmq_socket, telling "every socket slot is taken" (NX_ERR_FULL: closed
+ * DEALERs are still flushing) from real failures (NX_ERR_IO).
+ */
+static int new_socket(struct node_transport *tp, int type, void **out)
+{
+    *out = zmq_socket(tp->zctx, type);
+    if (*out != NULL)
+        return NX_OK;
+    if (zmq_errno() == EMFILE) {
+        tp->c.dropped_no_socket++;
+        return NX_ERR_FULL;
+    }
+    NX_ERROR("transport_socket", "err=\"%s\"", zmq_strerror(zmq_errno()));
+    return NX_ERR_IO;
+}
+
 /* ---- peer table --------------------------------------------------------- */
 
 /*
@@ -571,11 +596,16 @@ static int monitor_open(struct node_transport *tp, struct peer *p, void *dealer)
     char name[64];
     snprintf(name, sizeof name, "inproc://nx-monitor-%llu", (unsigned long long)tp->monitor_seq++);
     int events = HANDSHAKE_FAILED_EVENTS | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED;
-    if (zmq_socket_monitor(dealer, name, events) != 0)
+    if (zmq_socket_monitor(dealer, name, events) != 0) {
+        if (zmq_errno() == EMFILE) { /* its PAIR found no free slot */
+            tp->c.dropped_no_socket++;
+            return NX_ERR_FULL;
+        }
         goto err;
-    p->monitor = zmq_socket(tp->zctx, ZMQ_PAIR);
-    if (p->monitor == NULL)
-        goto err;
+    }
+    int rc = new_socket(tp, ZMQ_PAIR, &p->monitor);
+    if (rc != NX_OK)
+        goto err_stop;
     if (set_int(p->monitor, ZMQ_LINGER, 0) != NX_OK || zmq_connect(p->monitor, name) != 0)
         goto err_close;
     if (zmq_watch_start(&p->monitor_watch, tp->loop, p->monitor, monitor_readable, p) != NX_OK)
@@ -586,19 +616,18 @@ err_close:
     close_socket(&p->monitor);
 err:
     NX_ERROR("transport_monitor", "err=\"%s\"", zmq_strerror(zmq_errno()));
-    return NX_ERR_IO;
+    rc = NX_ERR_IO;
+err_stop:
+    zmq_socket_monitor(dealer, NULL, 0);
+    return rc;
 }
 
 static int peer_connect(struct node_transport *tp, struct peer *p)
 {
-    if (tp->open_count >= tp->lim.max_connections)
-        evict_lru(tp, p);
-    int rc = NX_ERR_IO;
-    void *sock = zmq_socket(tp->zctx, ZMQ_DEALER);
-    if (sock == NULL) {
-        NX_ERROR("transport_socket", "err=\"%s\"", zmq_strerror(zmq_errno()));
-        return NX_ERR_IO;
-    }
+    void *sock = NULL;
+    int rc = new_socket(tp, ZMQ_DEALER, &sock);
+    if (rc != NX_OK)
+        return rc;
     rc = set_common_opts(tp, sock, (int)tp->lim.peer_queue_msgs, (int)tp->lim.peer_queue_msgs);
     if (rc == NX_OK)
         rc = set_int(sock, ZMQ_RECONNECT_IVL, (int)tp->lim.reconnect_ivl_ms);
@@ -625,6 +654,9 @@ static int peer_connect(struct node_transport *tp, struct peer *p)
     rc = zmq_watch_start(&p->watch, tp->loop, sock, dealer_readable, p);
     if (rc != NX_OK)
         goto err_close_monitor;
+    /* Evict only now: a connection that could not be set up costs nobody theirs. */
+    if (tp->open_count >= tp->lim.max_connections)
+        evict_lru(tp, p);
     p->dealer = sock;
     tp->open_count++;
     tp->c.connections_opened++;
@@ -749,7 +781,8 @@ int node_transport_send(struct node_transport *tp, const uint8_t pk[NODE_TRANSPO
     if (p->dealer == NULL) {
         int rc = peer_connect(tp, p);
         if (rc != NX_OK) {
-            tp->c.send_errors++;
+            if (rc != NX_ERR_FULL) /* FULL is counted as dropped_no_socket */
+                tp->c.send_errors++;
             return rc;
         }
     }
@@ -1074,8 +1107,9 @@ int node_transport_create(struct node_transport **out, const struct node_transpo
     tp->zctx = zmq_ctx_new();
     if (tp->zctx == NULL)
         goto err_free;
-    if (zmq_ctx_set(tp->zctx, ZMQ_MAX_SOCKETS,
-                    (int)tp->lim.max_connections * SOCKETS_PER_PEER + 16) != 0)
+    int max_sockets = (int)tp->lim.max_connections * (SOCKETS_PER_PEER + LINGERING_PER_CONNECTION) +
+                      SOCKETS_FIXED;
+    if (zmq_ctx_set(tp->zctx, ZMQ_MAX_SOCKETS, max_sockets) != 0)
         goto err_close;
     rc = open_zap(tp); /* before the ROUTER: no handshake may pass unchecked */
     if (rc != NX_OK)

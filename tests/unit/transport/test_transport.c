@@ -595,6 +595,58 @@ static void connections_are_bounded_and_least_recently_used_is_closed(void **sta
     node_fini(&a);
 }
 
+/*
+ * Round-robin over more peers than connections: every send evicts. Evicted
+ * DEALERs keep their socket slot while they flush, so some sends may be
+ * refused (counted); every accepted message arrives exactly once. Order is
+ * not asserted: a lingering DEALER and its replacement deliver side by side.
+ */
+static void eviction_churn_delivers_every_accepted_message(void **state)
+{
+    (void)state;
+    enum { PEERS = 8, ROUNDS = 5 };
+    struct node_transport_limits lim = {.max_connections = 3, .linger_ms = 3000};
+    struct tnode hub, p[PEERS];
+    uint64_t accepted[PEERS] = {0}, refused = 0;
+    node_init(&hub, false, &lim);
+    for (int i = 0; i < PEERS; i++) {
+        node_init(&p[i], false, NULL);
+        introduce(&hub, &p[i]);
+        introduce(&p[i], &hub);
+    }
+    for (uint32_t r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < PEERS; i++) {
+            uint8_t msg[8] = {0};
+            memcpy(msg, &accepted[i], 4); /* sequence of accepted messages */
+            int rc = node_transport_send(hub.tp, p[i].pk, msg, sizeof msg);
+            assert_true(rc == NX_OK || rc == NX_ERR_FULL);
+            if (rc == NX_OK)
+                accepted[i]++;
+            else
+                refused++;
+        }
+        run_for(20);
+    }
+    assert_true(node_transport_connection_count(hub.tp) <= 3);
+    for (int i = 0; i < PEERS; i++) {
+        assert_true(accepted[i] > 0);
+        assert_true(run_until(&p[i].got, accepted[i], WAIT_MS));
+    }
+    run_for(50);
+    struct node_transport_counters c;
+    node_transport_counters_get(hub.tp, &c);
+    print_message("churn: %" PRIu64 " refused of %d\n", refused, PEERS * ROUNDS);
+    for (int i = 0; i < PEERS; i++)
+        assert_int_equal(p[i].got, accepted[i]);
+    assert_int_equal(c.dropped_no_socket, refused);
+    assert_int_equal(c.send_errors, 0);
+    assert_int_equal(c.connections_opened - c.connections_evicted,
+                     node_transport_connection_count(hub.tp));
+    for (int i = 0; i < PEERS; i++)
+        node_fini(&p[i]);
+    node_fini(&hub);
+}
+
 static void peer_table_is_bounded_and_checks_input(void **state)
 {
     (void)state;
@@ -848,6 +900,8 @@ int main(void)
                                         loop_setup, loop_teardown),
         cmocka_unit_test_setup_teardown(connections_are_bounded_and_least_recently_used_is_closed,
                                         loop_setup, loop_teardown),
+        cmocka_unit_test_setup_teardown(eviction_churn_delivers_every_accepted_message, loop_setup,
+                                        loop_teardown),
         cmocka_unit_test_setup_teardown(peer_table_is_bounded_and_checks_input, loop_setup,
                                         loop_teardown),
         cmocka_unit_test_setup_teardown(peer_table_keeps_every_key_through_adds_and_removes,
