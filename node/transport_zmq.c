@@ -74,7 +74,14 @@
  * next send. Reopening is not free: a fresh CURVE connection took 3-12 ms to
  * deliver its first message on loopback here, against 0.5 ms without CURVE
  * (bench/transport), so max_connections should cover the peers a node talks
- * to steadily (Raft peers, gossip fan-out) and eviction serve the long tail. ZeroMQ reconnects
+ * to steadily (Raft peers, gossip fan-out) and eviction serve the long tail.
+ * An evicted DEALER keeps its zmq socket until its queue is flushed (or
+ * linger_ms passed), so the context allows max_connections * (3 + 2) + 16
+ * sockets: three per open peer and room for two lingering ones per allowed
+ * connection. When churn fills that room, a send that needs a new connection
+ * fails with NX_ERR_FULL (dropped_no_socket) instead of growing further. Each
+ * zmq socket holds one eventfd and each connection one TCP socket: with the
+ * default 64 connections budget about 400 descriptors for the transport. ZeroMQ reconnects
  * DEALERs on its own (reconnect_ivl_ms doubling up to reconnect_ivl_max_ms), heartbeats
  * (heartbeat_ivl_ms) notice peers that vanished without a FIN, so a peer restarted at the same
  * address is reached again with no action from us; a peer that moved is updated with
