@@ -22,7 +22,9 @@
  *         //    rd.hard_state if rd.has_hard_state.
  *         // 2. send rd.msgs (they may be dropped, duplicated or reordered);
  *         // 3. install rd.snapshot into the state machine if set, then apply
- *         //    rd.committed in order; serve rd.reads once applied >= index;
+ *         //    rd.committed in order (an empty NORMAL entry is a leader's no-op;
+ *         //    CONF entries are already in force); serve rd.reads once
+ *         //    applied >= index; log rd.events;
  *         // 4. raft_advance(r, &rd).
  *     }
  *
@@ -44,10 +46,10 @@
 
 /* ---- limits ------------------------------------------------------------ */
 
-#define RAFT_MAX_NODES 16                     /* voters + learners in one config */
-#define RAFT_MAX_MSG_ENTRIES 256              /* entries in one append message */
-#define RAFT_MAX_ENTRY_BYTES_LIMIT (4u << 20) /* hard cap on max_entry_bytes */
-#define RAFT_MAX_SNAPSHOT_BYTES (64u << 20)   /* snapshot data carried in a message */
+#define RAFT_MAX_NODES 16                                    /* voters + learners in one config */
+#define RAFT_MAX_MSG_ENTRIES 256                             /* entries in one append message */
+#define RAFT_MAX_ENTRY_BYTES_LIMIT (4u << 20)                /* hard cap on max_entry_bytes */
+#define RAFT_MAX_SNAPSHOT_BYTES (64u << 20)                  /* a whole snapshot (sent in chunks) */
 #define RAFT_MAX_MSG_BYTES (RAFT_MAX_SNAPSHOT_BYTES + 4096u) /* encoded message */
 #define RAFT_MAX_INFLIGHT_MSGS_LIMIT 1024                    /* hard cap on max_inflight_msgs */
 #define RAFT_MAX_PENDING_READS 1024                          /* queued ReadIndex requests */
