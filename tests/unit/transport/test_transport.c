@@ -347,6 +347,13 @@ static void guest_gets_null_sender_and_reply_reaches_it_then_admission_upgrades_
     assert_int_equal(node_transport_reply_guest(host.tp, "zz", (const uint8_t *)"x", 1),
                      NX_ERR_NOT_FOUND);
 
+    /* Guests switched off: the open guest connection stays, its messages drop. */
+    node_transport_set_guests_allowed(host.tp, false);
+    send_seq(&guest, host.pk, 1, 8);
+    assert_int_equal(WAIT_COUNTER(&host, dropped_guest), 1);
+    assert_int_equal(host.got, 1);
+    node_transport_set_guests_allowed(host.tp, true);
+
     /* Admitted: the same connection now delivers the guest's key. */
     assert_int_equal(node_trust_file_add(host.trust, guest.pk), NX_OK);
     send_seq(&guest, host.pk, 1, 8);
