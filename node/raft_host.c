@@ -134,6 +134,7 @@ struct raft_host {
     uint64_t writes_ok, writes_lost, writes_timed_out;
     uint64_t forwarded, forwards_served, forwards_bad;
     uint64_t chunks_sent, chunks_received, chunks_bad;
+    uint64_t persist_us, apply_us; /* time spent in persist and apply (µs, total) */
 };
 
 /* ---- ids and peers -------------------------------------------------------- */
@@ -589,7 +590,10 @@ static void process_ready(struct raft_host *h)
         h->readies++;
         if (rd.has_soft_state)
             on_role_change(h, &rd.soft_state);
+        uint64_t t0 = nx_clock_mono_us();
         int rc = raft_store_persist(h->store, &rd);
+        uint64_t t1 = nx_clock_mono_us();
+        h->persist_us += t1 - t0;
         if (rc != NX_OK) {
             fatal(h, "persist", rc);
             return;
@@ -607,6 +611,7 @@ static void process_ready(struct raft_host *h)
             h->snapshots_installed++;
         }
         rc = apply_committed(h, rd.committed, rd.n_committed);
+        h->apply_us += nx_clock_mono_us() - t1;
         if (rc != NX_OK) {
             fatal(h, "apply", rc);
             return;
@@ -927,6 +932,8 @@ json_t *raft_host_status_json(const struct raft_host *h)
     json_object_set_new(counters, "chunks_sent", json_integer((json_int_t)h->chunks_sent));
     json_object_set_new(counters, "chunks_received", json_integer((json_int_t)h->chunks_received));
     json_object_set_new(counters, "chunks_bad", json_integer((json_int_t)h->chunks_bad));
+    json_object_set_new(counters, "persist_us", json_integer((json_int_t)h->persist_us));
+    json_object_set_new(counters, "apply_us", json_integer((json_int_t)h->apply_us));
     return json_pack("{s:s,s:s,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:o}", "id", rid, "role",
                      raft_role_name(raft_role(h->r)), "term", (json_int_t)raft_term(h->r), "leader",
                      id_json(h, raft_leader(h->r)), "commit_index",
