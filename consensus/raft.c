@@ -921,6 +921,8 @@ static bool rx_add(struct raft *r, const struct raft_msg *m)
         r->rx.len != m->snap_total || r->rx_chunk != m->snap_chunk) {
         rx_reset(r);
         uint32_t n_chunks = m->snap_total ? (m->snap_total + m->snap_chunk - 1) / m->snap_chunk : 1;
+        if (n_chunks > RAFT_MAX_SNAPSHOT_CHUNKS)
+            return false; /* no correct leader sends this */
         r->rx_buf = malloc(m->snap_total ? m->snap_total : 1);
         r->rx_have = calloc(n_chunks, 1);
         if (!r->rx_buf || !r->rx_have) {
@@ -1414,8 +1416,12 @@ int raft_transfer_leader(struct raft *r, uint64_t to)
 int raft_compact(struct raft *r, uint64_t index, const void *data, size_t len)
 {
     NX_ASSERT(!r->in_ready);
-    if (index <= r->snap_index || index > r->applied || len > RAFT_MAX_SNAPSHOT_BYTES)
+    if (index <= r->snap_index || index > r->applied)
         return NX_ERR_INVAL;
+    if (len > RAFT_MAX_SNAPSHOT_BYTES ||
+        (len + r->cfg.snapshot_chunk_bytes - 1) / r->cfg.snapshot_chunk_bytes >
+            RAFT_MAX_SNAPSHOT_CHUNKS)
+        return NX_ERR_TOO_BIG;
     uint8_t *copy = NULL;
     if (len) {
         copy = malloc(len);

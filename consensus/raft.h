@@ -50,6 +50,7 @@
 #define RAFT_MAX_MSG_ENTRIES 256                             /* entries in one append message */
 #define RAFT_MAX_ENTRY_BYTES_LIMIT (4u << 20)                /* hard cap on max_entry_bytes */
 #define RAFT_MAX_SNAPSHOT_BYTES (64u << 20)                  /* a whole snapshot (sent in chunks) */
+#define RAFT_MAX_SNAPSHOT_CHUNKS 1024u                       /* chunks of one snapshot */
 #define RAFT_MAX_MSG_BYTES (RAFT_MAX_SNAPSHOT_BYTES + 4096u) /* encoded message */
 #define RAFT_MAX_INFLIGHT_MSGS_LIMIT 1024                    /* hard cap on max_inflight_msgs */
 #define RAFT_MAX_PENDING_READS 1024                          /* queued ReadIndex requests */
@@ -275,6 +276,7 @@ int raft_transfer_leader(struct raft *r, uint64_t to) NX_MUST_USE;
  * Host compaction: the state machine at `index` (<= applied) is `data` (borrowed,
  * copied: it is sent to followers that fell behind). The core drops its log up to
  * index; the host stores the snapshot and deletes its stored entries <= index.
+ * NX_ERR_TOO_BIG when data needs more than RAFT_MAX_SNAPSHOT_CHUNKS chunks.
  */
 int raft_compact(struct raft *r, uint64_t index, const void *data, size_t len) NX_MUST_USE;
 

@@ -736,6 +736,8 @@ static void snapshot_travels_in_chunks_and_survives_a_lost_chunk(void **state)
         assert_int_equal(h_propose(&net, 1, "p"), NX_OK);
     struct h_node *l = h_node(&net, 1), *f = h_node(&net, 3);
     uint64_t at = raft_applied_index(l->r);
+    static uint8_t huge[2 * RAFT_MAX_SNAPSHOT_CHUNKS + 1];
+    assert_int_equal(raft_compact(l->r, at, huge, sizeof huge), NX_ERR_TOO_BIG);
     assert_int_equal(raft_compact(l->r, at, "state", 5), NX_OK); /* 3 chunks: st, at, e */
     assert_int_equal(raft_mem_compact(l->mem, at, "state", 5), NX_OK);
     int dropped = 0;
