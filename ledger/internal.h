@@ -1,0 +1,113 @@
+/*
+ * internal.h - private to ledger/: the stored record layouts, key builders
+ * and the checks the state machine borrows from cmd.c.
+ *
+ * Key layout (one ordered key space, a prefix per table):
+ *   meta/genesis            cluster id | operator key
+ *   meta/applied            u64 last applied Raft index
+ *   meta/time               u64 last apply time (ms, monotonic)
+ *   meta/txhead             u64 seq | hash of the last transaction
+ *   meta/supply             u64 total minted
+ *   node/<key32>            struct rec_node
+ *   token/<id>              struct rec_token
+ *   tenant/<name>           struct rec_tenant
+ *   account/<name>          struct rec_account
+ *   agent/<name>            owning tenant of the agent name
+ *   agent/<name>/<version>  struct rec_agent
+ *   deploy/<name>           struct rec_deploy
+ *   perm/<key32><action>/<resource>   empty value
+ *   tx/<u64 BE seq>         transaction bytes | prev hash | hash
+ *   idem/<scope32><key32>   struct rec_idem
+ *   audit/<u64 BE index>    struct ledger_audit
+ * Big-endian numbers in keys keep the iteration order numeric.
+ */
+#ifndef NX_LEDGER_INTERNAL_H
+#define NX_LEDGER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ledger/codec.h"
+#include "ledger/ledger.h"
+
+bool ledger_token_proof_ok(const uint8_t *cluster_id, const char *token_id,
+                           const uint8_t *joiner_pk, const uint8_t *nonce, const uint8_t *proof,
+                           const uint8_t *verifier);
+bool ledger_agent_sig_ok(const char *name, const char *version, const uint8_t *manifest_hash,
+                         const uint8_t *bundle_hash, const uint8_t *sig, const uint8_t *pk);
+
+struct key {
+    uint8_t b[LEDGER_MAX_KEY_BYTES];
+    size_t len;
+};
+
+/* prefix followed by up to three parts (NULL ends; each part is len bytes). */
+void key_make(struct key *k, const char *prefix, const void *a, size_t alen, const void *b,
+              size_t blen);
+void key_str(struct key *k, const char *prefix, const char *name);
+void key_u64(struct key *k, const char *prefix, uint64_t v);
+
+struct rec_genesis {
+    uint8_t cluster_id[LEDGER_CLUSTER_ID_BYTES];
+    uint8_t operator_pk[LEDGER_KEY_BYTES];
+};
+struct rec_head {
+    uint64_t seq;
+    uint8_t hash[LEDGER_HASH_BYTES];
+};
+struct rec_tenant {
+    uint8_t owner[LEDGER_KEY_BYTES];
+};
+struct rec_agent {
+    char tenant[LEDGER_STR_CAP];
+    uint8_t manifest_hash[LEDGER_HASH_BYTES];
+    uint8_t bundle_hash[LEDGER_HASH_BYTES];
+    uint8_t publisher[LEDGER_KEY_BYTES];
+    uint8_t publisher_sig[LEDGER_SIG_BYTES];
+    uint8_t deprecated;
+};
+struct rec_deploy {
+    char tenant[LEDGER_STR_CAP];
+    char agent[LEDGER_STR_CAP];
+    char version[LEDGER_STR_CAP];
+    uint32_t replicas;
+};
+struct rec_idem {
+    uint8_t cmd_hash[LEDGER_HASH_BYTES];
+    uint8_t reason;
+    uint64_t tx_seq;
+    uint8_t tx_hash[LEDGER_HASH_BYTES];
+};
+
+/* Visitors (codec.h) for every stored layout. Account and token records skip
+ * the name (it is in the key). */
+void rec_genesis_fields(struct codec *c, struct rec_genesis *r);
+void rec_head_fields(struct codec *c, struct rec_head *r);
+void rec_tenant_fields(struct codec *c, struct rec_tenant *r);
+void rec_account_fields(struct codec *c, struct ledger_account *r);
+void rec_token_fields(struct codec *c, struct ledger_token *r);
+void rec_node_fields(struct codec *c, struct ledger_node *r);
+void rec_agent_fields(struct codec *c, struct rec_agent *r);
+void rec_deploy_fields(struct codec *c, struct rec_deploy *r);
+void rec_idem_fields(struct codec *c, struct rec_idem *r);
+void rec_audit_fields(struct codec *c, struct ledger_audit *r);
+/* The canonical transaction bytes (everything but prev_hash and hash). */
+void rec_tx_fields(struct codec *c, struct ledger_tx *r);
+/* A stored transaction: u32 length | canonical bytes | prev hash | hash. */
+int rec_tx_encode(const struct ledger_tx *tx, struct codec *out) NX_MUST_USE;
+int rec_tx_decode(const uint8_t *val, size_t len, struct ledger_tx *tx) NX_MUST_USE;
+/* hash = BLAKE2b-256("NXLEDGER-txch-1:" | prev hash | canonical bytes) */
+int tx_hash_compute(const struct ledger_tx *tx, uint8_t hash[LEDGER_HASH_BYTES]) NX_MUST_USE;
+
+typedef void (*rec_fields_fn)(struct codec *c, void *rec);
+/* Reads key from the batch (when not NULL) then the store and decodes it with
+ * fields into rec. NX_ERR_NOT_FOUND, NX_ERR_CORRUPT when it does not decode. */
+int rec_get(struct ledger_store *store, const struct ledger_batch *batch, const struct key *k,
+            rec_fields_fn fields, void *rec) NX_MUST_USE;
+/* Raw read through batch and store. */
+int raw_get(struct ledger_store *store, const struct ledger_batch *batch, const struct key *k,
+            uint8_t *val, size_t cap, size_t *len) NX_MUST_USE;
+int rec_put(struct ledger_batch *batch, const struct key *k, rec_fields_fn fields,
+            void *rec) NX_MUST_USE;
+
+#endif
