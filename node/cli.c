@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define OPT_BASE 256 /* getopt values of table options start here */
+
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
@@ -68,7 +70,9 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct cli_value
     struct option longopts[CLI_MAX_OPTS + 1];
     for (int i = 0; i < cmd->n_opts; i++) {
         const struct cli_opt *o = &cmd->opts[i];
-        longopts[i] = (struct option){o->name, o->arg ? required_argument : no_argument, NULL, i};
+        /* val = OPT_BASE + index: 0 is what getopt reports for an unknown long option. */
+        longopts[i] =
+            (struct option){o->name, o->arg ? required_argument : no_argument, NULL, OPT_BASE + i};
         const char *env = o->env ? getenv(o->env) : NULL;
         out->v[i] = (env && env[0]) ? env : o->def;
     }
@@ -79,21 +83,23 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv, struct cli_value
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         if (c == 'h') {
             cli_print_help(cmd, stdout);
             return CLI_HELP;
         }
         if (c == '?' || c == ':') {
             const char *bad = argv[optind - 1];
-            if (optopt >= 0 && optopt < cmd->n_opts && cmd->opts[optopt].arg)
+            int idx = optopt - OPT_BASE;
+            if (idx >= 0 && idx < cmd->n_opts && cmd->opts[idx].arg)
                 cli_error("%s: option --%s needs a value (%s); see 'nexus %s --help'", cmd->name,
-                          cmd->opts[optopt].name, cmd->opts[optopt].arg, cmd->name);
+                          cmd->opts[idx].name, cmd->opts[idx].arg, cmd->name);
             else
                 cli_error("%s: unknown option '%s'; see 'nexus %s --help'", cmd->name, bad,
                           cmd->name);
             return CLI_ERROR;
         }
+        c -= OPT_BASE;
         const struct cli_opt *o = &cmd->opts[c];
         if (seen[c] && !o->repeat) {
             cli_error("%s: option --%s given twice", cmd->name, o->name);

@@ -10,12 +10,13 @@
  * until it exits or its timeout; its stdout is printed as is.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "base/base.h"
+#include "node/cli.h"
 #include "node/cmd_agent_local.h"
 #include "sandbox/sandbox.h"
 
@@ -28,86 +29,57 @@ struct opts {
     bool json;
 };
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: nexus agent run-local BUNDLE_DIR [options]\n"
-            "\n"
-            "Runs the agent bundle in BUNDLE_DIR (manifest.json plus files) once in the\n"
-            "sandbox on this machine, without a cluster, then prints its output and usage.\n"
-            "\n"
-            "options:\n"
-            "  --input JSON|-     request input as JSON text, or - to read it from stdin\n"
-            "                     (default: null)\n"
-            "  --context JSON     session context passed to a stateful agent (default: null)\n"
-            "  --timeout MS       wall-clock limit in milliseconds (default: the manifest's\n"
-            "                     timeout_ms, itself %llu when absent)\n"
-            "  --allow-network    grant the network if the manifest asks for it\n"
-            "                     (default: not granted; the agent gets an empty network)\n"
-            "  --json             print one JSON object {output|error, context, usage}\n"
-            "                     (default: human-readable)\n"
-            "  -h, --help         this text\n"
-            "\n"
-            "exit codes: 0 the agent answered, 1 the agent failed (error reply, timeout,\n"
-            "crash, protocol error), 2 usage error (options, bundle, manifest).\n",
-            (unsigned long long)SBX_DEFAULT_TIMEOUT_MS);
-}
+static const struct cli_opt run_local_opts[] = {
+    {"input", "JSON|-", "null", NULL, "request input as JSON text, or - to read it from stdin",
+     false},
+    {"context", "JSON", "null", NULL, "session context passed to a stateful agent", false},
+    {"timeout", "MS", "the manifest's timeout_ms", NULL, "wall-clock limit in milliseconds", false},
+    {"allow-network", NULL, NULL, NULL,
+     "grant the network if the manifest asks for it (otherwise the agent has none)", false},
+    {"json", NULL, NULL, NULL, "print one JSON object {output|error, context, usage}", false},
+};
 
-static int parse_opts(int argc, char **argv, struct opts *o)
+const struct cli_cmd cmd_agent_run_local_spec = {
+    "agent run-local", "BUNDLE_DIR",
+    "run a bundle once in the sandbox here, no cluster (exit 0 answered, 1 agent failed, 2 "
+    "usage)",
+    run_local_opts, NX_ARRAY_LEN(run_local_opts)};
+
+/* Fills o with strings borrowed from vals: free vals only after o's last use. */
+static int parse_opts(int argc, char **argv, struct opts *o, struct cli_values *vals_out)
 {
-    static const struct option longopts[] = {{"input", required_argument, NULL, 'i'},
-                                             {"context", required_argument, NULL, 'c'},
-                                             {"timeout", required_argument, NULL, 't'},
-                                             {"allow-network", no_argument, NULL, 'n'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    const struct cli_cmd *spec = &cmd_agent_run_local_spec;
+    struct cli_values vals;
     memset(o, 0, sizeof *o);
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'i':
-            o->input = optarg;
-            break;
-        case 'c':
-            o->context = optarg;
-            break;
-        case 't': {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(optarg, &end, 10);
-            if (errno || *end || v == 0 || v > SBX_TIMEOUT_MAX_MS || optarg[0] == '-') {
-                fprintf(stderr, "run-local: --timeout: must be 1 to %llu ms\n",
-                        (unsigned long long)SBX_TIMEOUT_MAX_MS);
-                return CMD_AGENT_USAGE;
-            }
-            o->timeout_ms = v;
-            break;
-        }
-        case 'n':
-            o->allow_network = true;
-            break;
-        case 'j':
-            o->json = true;
-            break;
-        case 'h':
-            usage(stdout);
-            return -1;
-        default:
-            fprintf(stderr, "run-local: unknown or incomplete option %s\n", argv[optind - 1]);
-            usage(stderr);
-            return CMD_AGENT_USAGE;
-        }
+    int rc = cli_parse(spec, argc, argv, &vals);
+    *vals_out = vals;
+    if (rc != CLI_OK)
+        return rc == CLI_HELP ? -1 : CMD_AGENT_USAGE;
+    unsigned long long timeout_ms = 0;
+    rc = 0;
+    if (strcmp(cli_get(spec, &vals, "timeout"), "the manifest's timeout_ms") != 0 &&
+        (!cli_get_u64(spec, &vals, "timeout", SBX_TIMEOUT_MAX_MS, &timeout_ms) ||
+         timeout_ms == 0)) {
+        if (timeout_ms == 0)
+            cli_error("agent run-local: --timeout must be 1 to %llu ms",
+                      (unsigned long long)SBX_TIMEOUT_MAX_MS);
+        rc = CMD_AGENT_USAGE;
+    } else if (vals.first_positional != argc - 1) {
+        cli_error("agent run-local: expected exactly one BUNDLE_DIR; see 'nexus agent run-local "
+                  "--help'");
+        rc = CMD_AGENT_USAGE;
     }
-    if (optind != argc - 1) {
-        fprintf(stderr, "run-local: expected exactly one BUNDLE_DIR\n");
-        usage(stderr);
-        return CMD_AGENT_USAGE;
+    if (rc == 0) {
+        const char *input = cli_get(spec, &vals, "input");
+        const char *context = cli_get(spec, &vals, "context");
+        o->input = strcmp(input, "null") == 0 ? NULL : input;
+        o->context = strcmp(context, "null") == 0 ? NULL : context;
+        o->timeout_ms = timeout_ms;
+        o->allow_network = cli_flag(spec, &vals, "allow-network");
+        o->json = cli_flag(spec, &vals, "json");
+        o->bundle = argv[vals.first_positional];
     }
-    o->bundle = argv[optind];
-    return 0;
+    return rc;
 }
 
 /* Parses --input/--context text (or stdin for "-"); NULL text = JSON null. */
@@ -122,7 +94,7 @@ static json_t *load_json(const char *text, const char *what)
     else
         v = json_loads(text, JSON_DECODE_ANY, &jerr);
     if (!v)
-        fprintf(stderr, "run-local: %s: not valid JSON: %s\n", what, jerr.text);
+        fprintf(stderr, "nexus: agent run-local: %s: not valid JSON: %s\n", what, jerr.text);
     return v;
 }
 
@@ -190,16 +162,26 @@ static int run_long(const struct opts *o, const struct sbx_config *cfg)
     return rc;
 }
 
+static int run_local(struct opts o);
+
 int cmd_agent_run_local(int argc, char **argv)
 {
     struct opts o;
-    int rc = parse_opts(argc, argv, &o);
-    if (rc != 0)
-        return rc < 0 ? CMD_AGENT_OK : rc;
+    struct cli_values vals;
+    int rc = parse_opts(argc, argv, &o, &vals);
+    if (rc == 0)
+        rc = run_local(o);
+    cli_values_free(&vals);
+    return rc < 0 ? CMD_AGENT_OK : rc;
+}
+
+static int run_local(struct opts o)
+{
+    int rc;
     struct sbx_manifest m;
     char err[SBX_ERR_MAX] = "";
     if (sbx_manifest_load(o.bundle, &m, err, sizeof err) < 0) {
-        fprintf(stderr, "run-local: %s\n", err);
+        fprintf(stderr, "nexus: agent run-local: %s\n", err);
         return CMD_AGENT_USAGE;
     }
     json_t *input = load_json(o.input, "--input");
@@ -215,7 +197,7 @@ int cmd_agent_run_local(int argc, char **argv)
     if (o.timeout_ms)
         cfg.limits.timeout_ms = o.timeout_ms;
     if (m.network && !o.allow_network && !o.json)
-        fprintf(stderr, "run-local: the manifest asks for the network; not granted "
+        fprintf(stderr, "nexus: agent run-local: the manifest asks for the network; not granted "
                         "(--allow-network)\n");
     if (m.kind == SBX_KIND_LONG_RUNNING) {
         rc = run_long(&o, &cfg);
@@ -226,7 +208,7 @@ int cmd_agent_run_local(int argc, char **argv)
     rc = sbx_run_once(&cfg, input, json_is_null(context) ? NULL : context, &reply, &u, err,
                       sizeof err);
     if (rc == NX_ERR_INVAL || rc == NX_ERR_PERM) {
-        fprintf(stderr, "run-local: %s\n", err);
+        fprintf(stderr, "nexus: agent run-local: %s\n", err);
         rc = CMD_AGENT_USAGE;
     } else {
         const char *failure = rc < 0 ? err : reply.error;

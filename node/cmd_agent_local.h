@@ -18,4 +18,7 @@
  */
 int cmd_agent_run_local(int argc, char **argv);
 
+struct cli_cmd;
+extern const struct cli_cmd cmd_agent_run_local_spec;
+
 #endif

@@ -6,6 +6,8 @@
 #ifndef NX_NODE_COMMANDS_H
 #define NX_NODE_COMMANDS_H
 
+#include <stdio.h>
+
 #include "cli.h"
 
 int cmd_node(int argc, char **argv);
@@ -13,6 +15,9 @@ int cmd_init(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_members(int argc, char **argv);
 int cmd_leave(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
+/* Prints the help of every agent subcommand (for `nexus --help`). */
+void cmd_agent_print_help(FILE *out);
 int cmd_kv(int argc, char **argv);
 
 extern const struct cli_cmd cmd_node_spec;
@@ -20,6 +25,7 @@ extern const struct cli_cmd cmd_init_spec;
 extern const struct cli_cmd cmd_status_spec;
 extern const struct cli_cmd cmd_members_spec;
 extern const struct cli_cmd cmd_leave_spec;
+extern const struct cli_cmd cmd_agent_spec;
 extern const struct cli_cmd cmd_kv_spec;
 
 #endif

@@ -25,6 +25,7 @@ static const struct command commands[] = {
     {"status", cmd_status, &cmd_status_spec, NULL},
     {"members", cmd_members, &cmd_members_spec, NULL},
     {"leave", cmd_leave, &cmd_leave_spec, NULL},
+    {"agent", cmd_agent, &cmd_agent_spec, NULL},
     {"kv", cmd_kv, &cmd_kv_spec, NULL},
 };
 
@@ -41,9 +42,12 @@ static void print_usage(FILE *out, bool full)
     if (!full)
         return;
     for (size_t i = 0; i < NX_ARRAY_LEN(commands); i++) {
+        if (commands[i].spec->n_opts == 0)
+            continue; /* a command group: its subcommands follow */
         fputc('\n', out);
         cli_print_help(commands[i].spec, out);
     }
+    cmd_agent_print_help(out);
 }
 
 int main(int argc, char **argv)

@@ -14,7 +14,7 @@ import sys
 import time
 
 TIMEOUT_S = int(os.environ.get('NX_TEST_TIMEOUT', '300'))  # per test program
-CMOCKA_RE = re.compile(r'^\[\s*(OK|FAILED|SKIPPED)\s*\] (\S+)')
+CMOCKA_RE = re.compile(r'^\[\s*(OK|FAILED|SKIPPED)\s*\] (\S+)\s*$')
 UNITTEST_RE = re.compile(r'^(\w+) \(([\w.]+)\)(?:\n.*)? \.\.\. (ok|FAIL|ERROR|skipped.*|expected failure)$',
                          re.M)
 
@@ -32,21 +32,16 @@ def run(cmd, env):
 
 
 def count_cmocka(out):
-    counts = {'passed': 0, 'failed': 0, 'skipped': 0}
-    failed_names = []
+    """Counts each test once: cmocka repeats failed and skipped names in its summary."""
+    seen = {'OK': set(), 'FAILED': set(), 'SKIPPED': set()}
     for line in out.splitlines():
         m = CMOCKA_RE.match(line)
-        if not m or m.group(2) in ('tests', 'test(s)'):
-            continue
-        kind = m.group(1)
-        if kind == 'OK':
-            counts['passed'] += 1
-        elif kind == 'SKIPPED':
-            counts['skipped'] += 1
-        else:
-            counts['failed'] += 1
-            failed_names.append(m.group(2))
-    return counts, failed_names
+        if m:
+            seen[m.group(1)].add(m.group(2))
+    failed = seen['FAILED']
+    counts = {'passed': len(seen['OK'] - failed), 'failed': len(failed),
+              'skipped': len(seen['SKIPPED'] - failed)}
+    return counts, sorted(failed)
 
 
 def count_unittest(out):

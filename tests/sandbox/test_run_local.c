@@ -64,7 +64,7 @@ static void help_lists_every_option_with_its_default(void **state)
         if (!strstr(o.text, want[i]))
             fail_msg("help lacks %s", want[i]);
     assert_non_null(strstr(o.text, "(default: null)"));
-    assert_non_null(strstr(o.text, "(default: not granted"));
+    assert_non_null(strstr(o.text, "otherwise the agent has none"));
 }
 
 static void usage_errors_exit_2(void **state)
