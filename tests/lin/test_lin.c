@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/lin/lin.h"
@@ -289,8 +290,45 @@ static void many_unknown_writes_are_checked_quickly(void **state)
     lin_history_free(&h);
 }
 
-int main(void)
+static char lin_check_path[512];
+
+/* Runs lin_check on a history; returns its exit code. */
+static int run_cli(const char *history)
 {
+    char path[] = "/tmp/nx_lin_cliXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *fp = fdopen(fd, "w");
+    fputs(history, fp);
+    fclose(fp);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>&1", lin_check_path, path);
+    int st = system(cmd);
+    unlink(path);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void lin_check_cli_exit_codes(void **state)
+{
+    (void)state;
+    if (access(lin_check_path, X_OK) != 0)
+        skip();
+    assert_int_equal(run_cli("1 put x a 0 10 ok\n2 get x a 20 30 ok\n"), 0);
+    assert_int_equal(run_cli("1 put x a 0 10 ok\n1 put x b 20 30 ok\n2 get x a 40 50 ok\n"), 1);
+    assert_int_equal(run_cli("1 put x a 0 10\n"), 2);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    /* lin_check is built next to this program (build/<variant>/tests/) */
+    snprintf(lin_check_path, sizeof lin_check_path, "%s", argv[0]);
+    char *slash = strrchr(lin_check_path, '/');
+    if (slash)
+        snprintf(slash + 1, sizeof lin_check_path - (size_t)(slash + 1 - lin_check_path),
+                 "lin_check");
+    else
+        snprintf(lin_check_path, sizeof lin_check_path, "./lin_check");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sequential_history_is_linearizable),
         cmocka_unit_test(stale_read_after_completed_write_is_not_linearizable),
@@ -303,6 +341,7 @@ int main(void)
         cmocka_unit_test(file_history_is_read_and_checked),
         cmocka_unit_test(generated_linearizable_history_passes_and_corruption_is_caught),
         cmocka_unit_test(many_unknown_writes_are_checked_quickly),
+        cmocka_unit_test(lin_check_cli_exit_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
