@@ -6,8 +6,8 @@
  * cluster id, then the libev loop with the mesh (transport + envelopes) and
  * the HTTP API. The effective configuration is logged once at start.
  *
- * The loop order, once consensus lands (see docs/ARCHITECTURE.md): for each
- * ready batch from a core, persist (one synced write batch), then send, then
+ * The loop order (raft_host.c, docs/raft-node.md): once per loop iteration,
+ * for each Raft ready batch, persist (one synced write batch), then send, then
  * apply, then advance. One loop thread owns all state; there are no locks.
  */
 #include <errno.h>
@@ -429,7 +429,7 @@ int cmd_node(int argc, char **argv)
     ev_signal_start(d.loop, &d.sig_int);
     ev_signal_start(d.loop, &d.sig_term);
     ev_run(d.loop, 0);
-    exit_code = 0;
+    exit_code = raft_host_failed(d.raft) ? 1 : 0;
     NX_INFO("stopped", "%s", "");
 out_close:
     daemon_close(&d);

@@ -898,6 +898,11 @@ void raft_host_stop(struct raft_host *h)
     free(h);
 }
 
+bool raft_host_failed(const struct raft_host *h)
+{
+    return h != NULL && h->failed;
+}
+
 /* ---- status ----------------------------------------------------------------- */
 
 static json_t *ids_json(const struct raft_host *h, const uint64_t *ids, uint32_t n)

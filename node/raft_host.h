@@ -72,6 +72,9 @@ int raft_host_start(struct raft_host **out, struct ev_loop *loop, struct mesh *m
  * or abandoned by api_server_stop first. */
 void raft_host_stop(struct raft_host *h);
 
+/* Whether a storage failure stopped the host (the loop was broken; exit non-zero). */
+bool raft_host_failed(const struct raft_host *h);
+
 /* {"role", "term", "leader", "commit_index", "applied_index", "voters", "learners", ...} */
 json_t *raft_host_status_json(const struct raft_host *h);
 
