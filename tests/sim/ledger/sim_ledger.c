@@ -68,6 +68,7 @@ struct sim {
 };
 
 static const char *const SECRETS[2] = {"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"};
+static const char *const TOKEN_IDS[2] = {"tok000", "tok001"};
 
 static void push(struct sim *s, const struct ledger_cmd *c, const uint8_t *sk)
 {
@@ -139,8 +140,7 @@ static void gen_setup(struct sim *s)
     }
     for (int t = 0; t < 2; t++) {
         uint8_t pk[LEDGER_KEY_BYTES], sk[LEDGER_SECRET_KEY_BYTES];
-        char id[8];
-        snprintf(id, sizeof id, "tok00%d", t);
+        const char *id = TOKEN_IDS[t];
         if (ledger_token_keypair(g->cluster, id, SECRETS[t], pk, sk) < 0)
             abort();
         fx_cmd(g, &c, LEDGER_CMD_TOKEN_CREATE, &g->op);
@@ -187,8 +187,7 @@ static void gen_step(struct sim *s)
     } else if (roll < 65) {
         const struct fx_key *node = &s->nodes[nx_rng_below(&s->rng, SIM_NODES)];
         uint64_t t = nx_rng_below(&s->rng, 2);
-        char id[8];
-        snprintf(id, sizeof id, "tok00%d", (int)t);
+        const char *id = TOKEN_IDS[t];
         fx_cmd(g, &c, LEDGER_CMD_NODE_ADMIT, node);
         memcpy(c.u.admit.node, node->pk, LEDGER_KEY_BYTES);
         strcpy(c.u.admit.token_id, id);
