@@ -33,18 +33,20 @@
  * ZMQ_FD only signals that the socket's command mailbox changed, and any
  * zmq_send/zmq_recv/ZMQ_EVENTS call may consume that signal. node/zmq_watch.c
  * is the one adapter that wires a socket into libev: an ev_io on ZMQ_FD, an
- * ev_prepare and an ev_idle. When the fd fires it asks ZMQ_EVENTS and, while
+ * ev_check and an ev_idle. When the fd fires it asks ZMQ_EVENTS and, while
  * POLLIN, calls the reader, which reads with ZMQ_DONTWAIT until EAGAIN or
  * recv_batch messages. Every send (also a failed one) calls
- * zmq_watch_after_send, which flags a re-check: the ev_prepare, which runs
- * before every poll and so cannot be starved by busy watchers, asks
- * ZMQ_EVENTS again, because a send can eat the edge of a message that is
- * already waiting; the ev_idle only keeps that poll from blocking. When the
- * read budget runs out the same flag brings the loop back without blocking,
- * so one busy socket cannot starve timers and other sockets.
- * tests/unit/transport checks each rule and fails without it: bursts of
- * 10,000 messages each way (also read one message at a time), a guest echo
- * of 10,000, and raw sockets that send only from outside their readers.
+ * zmq_watch_after_send, because a send can eat the edge of a message that is
+ * already waiting: it marks the watch pending and starts the ev_idle, which
+ * only keeps the next poll from blocking; the ev_check, which runs after
+ * every poll and so cannot be starved, asks ZMQ_EVENTS again and reads. When
+ * the read budget runs out the same mark brings the loop back without
+ * blocking, so one busy socket cannot starve timers and other sockets. Owner
+ * callbacks never run in the prepare phase, so a node may flush its own
+ * queues from an ev_prepare. tests/unit/transport checks each rule and fails
+ * without it: bursts of 10,000 messages each way (also read one message at a
+ * time, with a fence around the prepare phase), a guest echo of 10,000, and
+ * raw sockets that send only from outside their readers.
  *
  * ## Queue bounds
  * Nothing blocks and nothing grows without bound:

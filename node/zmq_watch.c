@@ -9,18 +9,27 @@
  *
  * Three watchers feed it:
  *   ev_io on ZMQ_FD   the socket's mailbox changed;
- *   ev_prepare        runs before every poll of the loop and pumps when
- *                     `recheck` is set (after a send, or when the budget ran
- *                     out). A prepare watcher cannot be starved by busy
- *                     sockets or higher-priority watchers, unlike an idle;
- *   ev_idle           a token that only keeps the next poll from blocking, so
- *                     the prepare runs again at once. It is needed when a send
- *                     happens inside another watch's prepare callback, after
- *                     this watch's prepare already ran in the same iteration.
+ *   ev_check          runs after every poll, in the normal callback phase,
+ *                     and pumps when `pending` is set (after a send, or when
+ *                     the budget ran out). A check watcher runs every
+ *                     iteration, so busy sockets or higher-priority watchers
+ *                     cannot starve it the way they can starve an idle;
+ *   ev_idle           active exactly while `pending` is set: it only keeps the
+ *                     poll before that check from blocking. It is started by
+ *                     the send itself, so a send from any phase (even from
+ *                     another prepare watcher) is covered.
+ * Owner callbacks never run in the prepare phase: a node that flushes its own
+ * queues from an ev_prepare sees every message before the loop blocks.
  */
 #include "node/zmq_watch.h"
 
 #include <zmq.h>
+
+static void set_pending(struct zmq_watch *w)
+{
+    w->pending = true;
+    ev_idle_start(w->loop, &w->idle);
+}
 
 static void pump(struct zmq_watch *w)
 {
@@ -33,10 +42,8 @@ static void pump(struct zmq_watch *w)
             return;
         w->on_readable(w);
     }
-    if (w->sock != NULL) { /* more to read: come back without blocking */
-        w->recheck = true;
-        ev_idle_start(w->loop, &w->idle);
-    }
+    if (w->sock != NULL)
+        set_pending(w); /* more to read: come back without blocking */
 }
 
 static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -48,22 +55,25 @@ static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
     pump(w);
 }
 
-static void prepare_cb(struct ev_loop *loop, ev_prepare *prepare, int revents)
+static void check_cb(struct ev_loop *loop, ev_check *check, int revents)
 {
-    (void)loop;
     (void)revents;
-    struct zmq_watch *w = prepare->data;
-    if (!w->recheck)
+    struct zmq_watch *w = check->data;
+    if (!w->pending)
         return;
-    w->recheck = false;
+    w->pending = false;
     w->wakeups++;
     pump(w);
+    if (!w->pending && w->sock != NULL)
+        ev_idle_stop(loop, &w->idle);
 }
 
 static void idle_cb(struct ev_loop *loop, ev_idle *idle, int revents)
 {
+    (void)loop;
+    (void)idle;
     (void)revents;
-    ev_idle_stop(loop, idle); /* its only job was to keep the last poll from blocking */
+    /* Nothing to do: while active it keeps the poll from blocking; check_cb stops it. */
 }
 
 int zmq_watch_start(struct zmq_watch *w, struct ev_loop *loop, void *sock, zmq_watch_fn on_readable,
@@ -81,16 +91,17 @@ int zmq_watch_start(struct zmq_watch *w, struct ev_loop *loop, void *sock, zmq_w
     w->on_readable = on_readable;
     w->ctx = ctx;
     w->wakeups = 0;
+    w->pending = false;
     ev_io_init(&w->io, io_cb, fd, EV_READ);
     w->io.data = w;
-    ev_prepare_init(&w->prepare, prepare_cb);
-    w->prepare.data = w;
+    ev_check_init(&w->check, check_cb);
+    w->check.data = w;
     ev_idle_init(&w->idle, idle_cb);
     w->idle.data = w;
     ev_io_start(loop, &w->io);
-    ev_prepare_start(loop, &w->prepare);
+    ev_check_start(loop, &w->check);
     /* Messages may already be queued (the fd edge came before we watched). */
-    zmq_watch_after_send(w);
+    set_pending(w);
     return NX_OK;
 }
 
@@ -99,18 +110,16 @@ void zmq_watch_stop(struct zmq_watch *w)
     if (w == NULL || w->sock == NULL)
         return;
     ev_io_stop(w->loop, &w->io);
-    ev_prepare_stop(w->loop, &w->prepare);
+    ev_check_stop(w->loop, &w->check);
     ev_idle_stop(w->loop, &w->idle);
     w->sock = NULL;
-    w->recheck = false;
+    w->pending = false;
 }
 
 void zmq_watch_after_send(struct zmq_watch *w)
 {
-    if (w->sock != NULL) {
-        w->recheck = true;
-        ev_idle_start(w->loop, &w->idle);
-    }
+    if (w->sock != NULL)
+        set_pending(w);
 }
 
 bool zmq_watch_active(const struct zmq_watch *w)

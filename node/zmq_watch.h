@@ -1,8 +1,8 @@
 /*
  * zmq_watch.h - wires one ZeroMQ socket into a libev loop, correctly.
  *
- * Owns: an ev_io on the socket's ZMQ_FD, an ev_prepare that re-checks
- * ZMQ_EVENTS before the loop polls, and an ev_idle that keeps that poll from
+ * Owns: an ev_io on the socket's ZMQ_FD, an ev_check that re-checks
+ * ZMQ_EVENTS after the loop polls, and an ev_idle that keeps that poll from
  * blocking while a re-check is due. Never touches: the messages; the owner's
  * callback reads them.
  *
@@ -22,7 +22,10 @@
  *     has POLLIN after ZMQ_WATCH_BUDGET calls, a re-check is scheduled and
  *     the loop comes back without blocking (fair to other sockets and timers).
  *   - zmq_watch_after_send(w) must follow every send on the socket (also a
- *     failed one): it schedules a ZMQ_EVENTS re-check before the next poll.
+ *     failed one): it schedules a ZMQ_EVENTS re-check in the loop's next
+ *     callback phase and keeps the poll before it from blocking.
+ *   - on_readable runs from the ev_io or the ev_check callback, never from
+ *     the prepare phase.
  *
  * Threading: loop thread only. The struct is embedded in its owner; its
  * address must stay fixed while started.
@@ -46,13 +49,13 @@ typedef void (*zmq_watch_fn)(struct zmq_watch *w);
 
 struct zmq_watch {
     ev_io io;
-    ev_prepare prepare;
+    ev_check check;
     ev_idle idle;
     struct ev_loop *loop; /* borrowed */
     void *sock;           /* borrowed zmq socket; NULL when stopped */
     zmq_watch_fn on_readable;
     void *ctx;        /* borrowed; for the owner */
-    bool recheck;     /* ZMQ_EVENTS must be asked before the next poll */
+    bool pending;     /* ZMQ_EVENTS must be asked again; the idle runs meanwhile */
     uint64_t wakeups; /* times the fd fired or a re-check ran (for tests/benches) */
 };
 

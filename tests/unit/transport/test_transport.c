@@ -39,17 +39,21 @@ struct tnode {
     char last_route[NODE_TRANSPORT_GUEST_ROUTE_MAX];
     uint8_t last_data[256];
     size_t last_len;
-    bool echo_guests; /* reply every guest message with the same bytes */
+    bool echo_guests;    /* reply every guest message with the same bytes */
+    uint64_t in_prepare; /* messages delivered during the loop's prepare phase */
     uint64_t echo_failed;
 };
 
 static struct ev_loop *loop;
+/* True between the first and the last prepare watcher of an iteration (see prepare_fence). */
+static bool in_prepare_phase;
 
 static void on_message(void *ctx, const uint8_t *sender_pk, const char *guest_route,
                        const uint8_t *data, size_t len)
 {
     struct tnode *n = ctx;
     n->got++;
+    n->in_prepare += in_prepare_phase;
     n->last_sender_null = sender_pk == NULL;
     if (sender_pk != NULL)
         memcpy(n->last_sender, sender_pk, 32);
@@ -239,6 +243,7 @@ static void burst_each_way(uint32_t recv_batch)
     assert_int_equal(b.got, BURST_MSGS);
     assert_int_equal(a.out_of_order, 0);
     assert_int_equal(b.out_of_order, 0);
+    assert_int_equal(a.in_prepare + b.in_prepare, 0);
     node_fini(&a);
     node_fini(&b);
 }
@@ -852,12 +857,40 @@ static void zmq_watch_survives_sends_outside_the_reader(void **state)
     zmq_ctx_term(zctx);
 }
 
+/*
+ * Two prepare watchers at the extreme priorities bracket the prepare phase.
+ * A node may flush its queues from an ev_prepare; if the transport delivered
+ * messages from that phase too, their effects could wait behind a blocking
+ * poll. So on_message must never run inside the bracket.
+ */
+static ev_prepare fence_open, fence_close;
+
+static void fence_cb(struct ev_loop *l, ev_prepare *w, int revents)
+{
+    (void)l;
+    (void)revents;
+    in_prepare_phase = w == &fence_open;
+}
+
+static void fence_start(void)
+{
+    ev_prepare_init(&fence_open, fence_cb);
+    ev_set_priority(&fence_open, EV_MAXPRI);
+    ev_prepare_init(&fence_close, fence_cb);
+    ev_set_priority(&fence_close, EV_MINPRI);
+    ev_prepare_start(loop, &fence_open);
+    ev_prepare_start(loop, &fence_close);
+}
+
 /* A fresh loop per test: a failed test leaves watchers behind, and they must not reach the next. */
 static int loop_setup(void **state)
 {
     (void)state;
     loop = ev_loop_new(EVFLAG_AUTO);
-    return loop != NULL ? 0 : -1;
+    if (loop == NULL)
+        return -1;
+    fence_start();
+    return 0;
 }
 
 static int loop_teardown(void **state)
