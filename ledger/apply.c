@@ -89,7 +89,7 @@ static int allow_tenant(const struct actx *x, const char *action, const char *te
     struct rec_tenant t;
     struct key k;
     key_str(&k, "tenant/", tenant);
-    int rc = rec_get(x->s, x->b, &k, (rec_fields_fn)rec_tenant_fields, &t);
+    int rc = rec_get(x->s, x->b, &k, rec_tenant_fields, &t);
     if (rc == NX_ERR_NOT_FOUND)
         return LEDGER_REJ_UNKNOWN_TENANT;
     if (rc < 0)
@@ -104,7 +104,7 @@ static int get_account(const struct actx *x, const char *name, struct ledger_acc
 {
     struct key k;
     key_str(&k, "account/", name);
-    int rc = rec_get(x->s, x->b, &k, (rec_fields_fn)rec_account_fields, a);
+    int rc = rec_get(x->s, x->b, &k, rec_account_fields, a);
     return rc == NX_ERR_NOT_FOUND ? LEDGER_REJ_UNKNOWN_ACCOUNT : rc;
 }
 
@@ -112,7 +112,7 @@ static int put_account(const struct actx *x, const char *name, struct ledger_acc
 {
     struct key k;
     key_str(&k, "account/", name);
-    return rec_put(x->b, &k, (rec_fields_fn)rec_account_fields, a);
+    return rec_put(x->b, &k, rec_account_fields, a);
 }
 
 /* Appends a transaction to the chain (assigning seq and hash) and reports it. */
@@ -122,7 +122,7 @@ static int tx_append(const struct actx *x, uint8_t kind, const char *from, const
     struct rec_head head = {0};
     struct key hk;
     key_str(&hk, "meta/", "txhead");
-    int rc = rec_get(x->s, x->b, &hk, (rec_fields_fn)rec_head_fields, &head);
+    int rc = rec_get(x->s, x->b, &hk, rec_head_fields, &head);
     if (rc < 0 && rc != NX_ERR_NOT_FOUND)
         return rc;
     struct ledger_tx tx;
@@ -148,29 +148,13 @@ static int tx_append(const struct actx *x, uint8_t kind, const char *from, const
         goto out;
     head.seq = tx.seq;
     memcpy(head.hash, tx.hash, LEDGER_HASH_BYTES);
-    if ((rc = rec_put(x->b, &hk, (rec_fields_fn)rec_head_fields, &head)) < 0)
+    if ((rc = rec_put(x->b, &hk, rec_head_fields, &head)) < 0)
         goto out;
     x->out->tx_seq = tx.seq;
     memcpy(x->out->tx_hash, tx.hash, LEDGER_HASH_BYTES);
 out:
     codec_free(&c);
     return rc;
-}
-
-static int get_supply(const struct actx *x, uint64_t *supply)
-{
-    struct key k;
-    key_str(&k, "meta/", "supply");
-    uint8_t v[8];
-    size_t len = 0;
-    int rc = raw_get(x->s, x->b, &k, v, sizeof v, &len);
-    *supply = 0;
-    if (rc == NX_ERR_NOT_FOUND)
-        return 0;
-    if (rc < 0 || len != 8)
-        return rc < 0 && rc != NX_ERR_TOO_BIG ? rc : NX_ERR_CORRUPT;
-    *supply = le64_get(v);
-    return 0;
 }
 
 static int put_u64(struct ledger_batch *b, const char *name, uint64_t v)
@@ -192,7 +176,7 @@ static int put_node(const struct actx *x, const uint8_t *node, const char *token
     strcpy(n.token_id, token_id);
     struct key k;
     key_make(&k, "node/", node, LEDGER_KEY_BYTES, NULL, 0);
-    return rec_put(x->b, &k, (rec_fields_fn)rec_node_fields, &n);
+    return rec_put(x->b, &k, rec_node_fields, &n);
 }
 
 static int exec_genesis(struct actx *x, bool have_genesis)
@@ -203,7 +187,7 @@ static int exec_genesis(struct actx *x, bool have_genesis)
     memcpy(x->g.operator_pk, x->cmd->author, LEDGER_KEY_BYTES);
     struct key k;
     key_str(&k, "meta/", "genesis");
-    int rc = rec_put(x->b, &k, (rec_fields_fn)rec_genesis_fields, &x->g);
+    int rc = rec_put(x->b, &k, rec_genesis_fields, &x->g);
     if (rc == 0 && memcmp(x->cmd->u.genesis.first_node, ZERO32, LEDGER_KEY_BYTES) != 0)
         rc = put_node(x, x->cmd->u.genesis.first_node, "");
     return rc;
@@ -230,7 +214,7 @@ static int exec_admit(struct actx *x)
     struct ledger_token t;
     struct key tk;
     key_str(&tk, "token/", a->token_id);
-    int rc = rec_get(x->s, x->b, &tk, (rec_fields_fn)rec_token_fields, &t);
+    int rc = rec_get(x->s, x->b, &tk, rec_token_fields, &t);
     if (rc == NX_ERR_NOT_FOUND)
         return LEDGER_REJ_TOKEN_UNKNOWN;
     if (rc < 0)
@@ -246,7 +230,7 @@ static int exec_admit(struct actx *x)
     if (t.uses_left == 0)
         return LEDGER_REJ_TOKEN_USED_UP;
     t.uses_left--; /* consumed in the same batch as the admission: atomic */
-    if ((rc = rec_put(x->b, &tk, (rec_fields_fn)rec_token_fields, &t)) < 0)
+    if ((rc = rec_put(x->b, &tk, rec_token_fields, &t)) < 0)
         return rc;
     return put_node(x, a->node, a->token_id);
 }
@@ -292,7 +276,7 @@ static int exec_token_create(struct actx *x)
     memcpy(t.verifier, c->verifier, LEDGER_KEY_BYTES);
     t.expires_ms = c->expires_ms;
     t.uses_left = c->uses;
-    return rec_put(x->b, &k, (rec_fields_fn)rec_token_fields, &t);
+    return rec_put(x->b, &k, rec_token_fields, &t);
 }
 
 static int exec_token_expire(struct actx *x)
@@ -303,7 +287,7 @@ static int exec_token_expire(struct actx *x)
     struct ledger_token t;
     struct key k;
     key_str(&k, "token/", x->cmd->u.token_expire.id);
-    int rc = rec_get(x->s, x->b, &k, (rec_fields_fn)rec_token_fields, &t);
+    int rc = rec_get(x->s, x->b, &k, rec_token_fields, &t);
     if (rc == NX_ERR_NOT_FOUND)
         return LEDGER_REJ_TOKEN_UNKNOWN;
     if (rc < 0)
@@ -311,7 +295,7 @@ static int exec_token_expire(struct actx *x)
     if (t.expires_ms > x->now_ms)
         t.expires_ms = x->now_ms;
     t.uses_left = 0;
-    return rec_put(x->b, &k, (rec_fields_fn)rec_token_fields, &t);
+    return rec_put(x->b, &k, rec_token_fields, &t);
 }
 
 /* ---- tenants, accounts, agents, deployments, permissions ------------------ */
@@ -328,7 +312,7 @@ static int exec_tenant_create(struct actx *x)
         return e < 0 ? e : LEDGER_REJ_EXISTS;
     struct rec_tenant t;
     memcpy(t.owner, x->cmd->u.tenant.owner, LEDGER_KEY_BYTES);
-    return rec_put(x->b, &k, (rec_fields_fn)rec_tenant_fields, &t);
+    return rec_put(x->b, &k, rec_tenant_fields, &t);
 }
 
 static int exec_account_create(struct actx *x)
@@ -386,7 +370,7 @@ static int exec_agent_publish(struct actx *x)
     if ((rc = ledger_batch_put(x->b, nk.b, nk.len, (const uint8_t *)c->tenant, strlen(c->tenant))) <
         0)
         return rc;
-    return rec_put(x->b, &vk, (rec_fields_fn)rec_agent_fields, &a);
+    return rec_put(x->b, &vk, rec_agent_fields, &a);
 }
 
 static int exec_agent_deprecate(struct actx *x)
@@ -395,7 +379,7 @@ static int exec_agent_deprecate(struct actx *x)
     struct rec_agent a;
     struct key k;
     agent_key(&k, c->name, c->version);
-    int rc = rec_get(x->s, x->b, &k, (rec_fields_fn)rec_agent_fields, &a);
+    int rc = rec_get(x->s, x->b, &k, rec_agent_fields, &a);
     if (rc == NX_ERR_NOT_FOUND)
         return LEDGER_REJ_NOT_FOUND;
     if (rc < 0)
@@ -404,7 +388,7 @@ static int exec_agent_deprecate(struct actx *x)
     if (r != LEDGER_OK)
         return r;
     a.deprecated = 1;
-    return rec_put(x->b, &k, (rec_fields_fn)rec_agent_fields, &a);
+    return rec_put(x->b, &k, rec_agent_fields, &a);
 }
 
 static int exec_deploy_put(struct actx *x)
@@ -418,7 +402,7 @@ static int exec_deploy_put(struct actx *x)
     struct rec_agent a;
     struct key ak, dk;
     agent_key(&ak, c->agent, c->version);
-    int rc = rec_get(x->s, x->b, &ak, (rec_fields_fn)rec_agent_fields, &a);
+    int rc = rec_get(x->s, x->b, &ak, rec_agent_fields, &a);
     if (rc == NX_ERR_NOT_FOUND)
         return LEDGER_REJ_NOT_FOUND;
     if (rc < 0)
@@ -427,7 +411,7 @@ static int exec_deploy_put(struct actx *x)
         return LEDGER_REJ_DEPRECATED;
     struct rec_deploy d;
     key_str(&dk, "deploy/", c->name);
-    rc = rec_get(x->s, x->b, &dk, (rec_fields_fn)rec_deploy_fields, &d);
+    rc = rec_get(x->s, x->b, &dk, rec_deploy_fields, &d);
     if (rc < 0 && rc != NX_ERR_NOT_FOUND)
         return rc;
     if (rc == 0 && strcmp(d.tenant, c->tenant) != 0)
@@ -437,7 +421,7 @@ static int exec_deploy_put(struct actx *x)
     strcpy(d.agent, c->agent);
     strcpy(d.version, c->version);
     d.replicas = c->replicas;
-    return rec_put(x->b, &dk, (rec_fields_fn)rec_deploy_fields, &d);
+    return rec_put(x->b, &dk, rec_deploy_fields, &d);
 }
 
 static int exec_deploy_delete(struct actx *x)
@@ -445,7 +429,7 @@ static int exec_deploy_delete(struct actx *x)
     struct rec_deploy d;
     struct key k;
     key_str(&k, "deploy/", x->cmd->u.deploy_delete.name);
-    int rc = rec_get(x->s, x->b, &k, (rec_fields_fn)rec_deploy_fields, &d);
+    int rc = rec_get(x->s, x->b, &k, rec_deploy_fields, &d);
     if (rc == NX_ERR_NOT_FOUND)
         return LEDGER_REJ_NOT_FOUND;
     if (rc < 0)
@@ -466,7 +450,7 @@ static int exec_perm(struct actx *x, bool grant)
         struct rec_tenant t;
         struct key tk;
         key_str(&tk, "tenant/", c->resource);
-        int rc = rec_get(x->s, x->b, &tk, (rec_fields_fn)rec_tenant_fields, &t);
+        int rc = rec_get(x->s, x->b, &tk, rec_tenant_fields, &t);
         if (rc < 0 && rc != NX_ERR_NOT_FOUND)
             return rc;
         if (rc == NX_ERR_NOT_FOUND || memcmp(t.owner, x->cmd->author, LEDGER_KEY_BYTES) != 0)
@@ -525,7 +509,7 @@ static int exec_mint(struct actx *x)
     if ((r = get_account(x, c->to, &a)) != 0)
         return r;
     uint64_t supply;
-    if ((r = get_supply(x, &supply)) < 0)
+    if ((r = meta_u64_get(x->s, x->b, "supply", &supply)) < 0)
         return r;
     if (supply > UINT64_MAX - c->amount)
         return LEDGER_REJ_OVERFLOW; /* every balance <= supply, so no balance overflows */
@@ -613,7 +597,7 @@ static int decide(struct actx *x, const uint8_t *cmd_bytes, size_t cmd_len, stru
     x->out->type = cmd->type;
     struct key gk;
     key_str(&gk, "meta/", "genesis");
-    int rc = rec_get(x->s, x->b, &gk, (rec_fields_fn)rec_genesis_fields, &x->g);
+    int rc = rec_get(x->s, x->b, &gk, rec_genesis_fields, &x->g);
     if (rc < 0 && rc != NX_ERR_NOT_FOUND)
         return rc;
     bool have_genesis = rc == 0;
@@ -629,7 +613,7 @@ static int decide(struct actx *x, const uint8_t *cmd_bytes, size_t cmd_len, stru
     struct key ik;
     idem_key(&ik, cmd);
     struct rec_idem idem;
-    rc = rec_get(x->s, x->b, &ik, (rec_fields_fn)rec_idem_fields, &idem);
+    rc = rec_get(x->s, x->b, &ik, rec_idem_fields, &idem);
     if (rc < 0 && rc != NX_ERR_NOT_FOUND)
         return rc;
     if (rc == 0) {
@@ -654,7 +638,7 @@ static int decide(struct actx *x, const uint8_t *cmd_bytes, size_t cmd_len, stru
     idem.reason = (uint8_t)reason;
     idem.tx_seq = x->out->tx_seq;
     memcpy(idem.tx_hash, x->out->tx_hash, LEDGER_HASH_BYTES);
-    rc = rec_put(x->b, &ik, (rec_fields_fn)rec_idem_fields, &idem);
+    rc = rec_put(x->b, &ik, rec_idem_fields, &idem);
     return rc < 0 ? rc : reason;
 }
 
@@ -663,36 +647,20 @@ void ledger_init(struct ledger *l, struct ledger_store *store)
     l->store = store;
 }
 
-static int get_meta_u64(const struct actx *x, const char *name, uint64_t *v)
-{
-    struct key k;
-    key_str(&k, "meta/", name);
-    uint8_t buf[8];
-    size_t len = 0;
-    *v = 0;
-    int rc = raw_get(x->s, x->b, &k, buf, sizeof buf, &len);
-    if (rc == NX_ERR_NOT_FOUND)
-        return 0;
-    if (rc < 0 || len != 8)
-        return rc < 0 && rc != NX_ERR_TOO_BIG ? rc : NX_ERR_CORRUPT;
-    *v = le64_get(buf);
-    return 0;
-}
-
 int ledger_apply(struct ledger *l, const uint8_t *entry, size_t len, uint64_t raft_index,
                  struct ledger_batch *batch, struct ledger_result *out)
 {
     memset(out, 0, sizeof *out);
     struct actx x = {.s = l->store, .b = batch, .index = raft_index, .out = out};
     uint64_t applied = 0, last_time = 0;
-    int rc = get_meta_u64(&x, "applied", &applied);
+    int rc = meta_u64_get(x.s, x.b, "applied", &applied);
     if (rc < 0)
         return rc;
     if (raft_index <= applied) {
         out->already_applied = true;
         return 0;
     }
-    if ((rc = get_meta_u64(&x, "time", &last_time)) < 0)
+    if ((rc = meta_u64_get(x.s, x.b, "time", &last_time)) < 0)
         return rc;
     x.now_ms = last_time;
     struct ledger_cmd cmd;
@@ -721,7 +689,7 @@ int ledger_apply(struct ledger *l, const uint8_t *entry, size_t len, uint64_t ra
     a.tx_seq = reason == LEDGER_OK ? out->tx_seq : 0;
     struct key ak;
     key_u64(&ak, "audit/", raft_index);
-    if ((rc = rec_put(batch, &ak, (rec_fields_fn)rec_audit_fields, &a)) < 0 ||
+    if ((rc = rec_put(batch, &ak, rec_audit_fields, &a)) < 0 ||
         (rc = put_u64(batch, "time", x.now_ms)) < 0 ||
         (rc = put_u64(batch, "applied", raft_index)) < 0)
         return rc;

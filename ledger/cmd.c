@@ -133,6 +133,8 @@ static void header_fields(struct codec *c, struct ledger_cmd *cmd, uint32_t *bod
 int ledger_cmd_build(const struct ledger_cmd *cmd_in, const uint8_t sk[LEDGER_SECRET_KEY_BYTES],
                      uint8_t **out, size_t *out_len)
 {
+    if (memcmp(cmd_in->author, sk + 32, LEDGER_KEY_BYTES) != 0)
+        return NX_ERR_INVAL;         /* libsodium secret key: seed | public key */
     struct ledger_cmd cmd = *cmd_in; /* the visitor takes non-const fields */
     struct codec body, all;
     codec_enc_init(&body);

@@ -79,18 +79,19 @@ struct rec_idem {
     uint8_t tx_hash[LEDGER_HASH_BYTES];
 };
 
-/* Visitors (codec.h) for every stored layout. Account and token records skip
- * the name (it is in the key). */
-void rec_genesis_fields(struct codec *c, struct rec_genesis *r);
-void rec_head_fields(struct codec *c, struct rec_head *r);
-void rec_tenant_fields(struct codec *c, struct rec_tenant *r);
-void rec_account_fields(struct codec *c, struct ledger_account *r);
-void rec_token_fields(struct codec *c, struct ledger_token *r);
-void rec_node_fields(struct codec *c, struct ledger_node *r);
-void rec_agent_fields(struct codec *c, struct rec_agent *r);
-void rec_deploy_fields(struct codec *c, struct rec_deploy *r);
-void rec_idem_fields(struct codec *c, struct rec_idem *r);
-void rec_audit_fields(struct codec *c, struct ledger_audit *r);
+/* Visitors (codec.h) for every stored layout; rec points to the struct named
+ * in the comment of internal.h's table. Account and token records skip the
+ * name (it is in the key). */
+void rec_genesis_fields(struct codec *c, void *rec);
+void rec_head_fields(struct codec *c, void *rec);
+void rec_tenant_fields(struct codec *c, void *rec);
+void rec_account_fields(struct codec *c, void *rec);
+void rec_token_fields(struct codec *c, void *rec);
+void rec_node_fields(struct codec *c, void *rec);
+void rec_agent_fields(struct codec *c, void *rec);
+void rec_deploy_fields(struct codec *c, void *rec);
+void rec_idem_fields(struct codec *c, void *rec);
+void rec_audit_fields(struct codec *c, void *rec);
 /* The canonical transaction bytes (everything but prev_hash and hash). */
 void rec_tx_fields(struct codec *c, struct ledger_tx *r);
 /* A stored transaction: u32 length | canonical bytes | prev hash | hash. */
@@ -107,6 +108,9 @@ int rec_get(struct ledger_store *store, const struct ledger_batch *batch, const 
 /* Raw read through batch and store. */
 int raw_get(struct ledger_store *store, const struct ledger_batch *batch, const struct key *k,
             uint8_t *val, size_t cap, size_t *len) NX_MUST_USE;
+/* meta/<name> as a u64 through batch (may be NULL) and store; 0 when absent. */
+int meta_u64_get(struct ledger_store *store, const struct ledger_batch *batch, const char *name,
+                 uint64_t *out) NX_MUST_USE;
 int rec_put(struct ledger_batch *batch, const struct key *k, rec_fields_fn fields,
             void *rec) NX_MUST_USE;
 

@@ -18,7 +18,7 @@ int ledger_genesis_get(const struct ledger *l, uint8_t cluster_id[LEDGER_CLUSTER
     struct rec_genesis g;
     struct key k;
     key_str(&k, "meta/", "genesis");
-    int rc = rec_get(l->store, NULL, &k, (rec_fields_fn)rec_genesis_fields, &g);
+    int rc = rec_get(l->store, NULL, &k, rec_genesis_fields, &g);
     if (rc < 0)
         return rc;
     memcpy(cluster_id, g.cluster_id, LEDGER_CLUSTER_ID_BYTES);
@@ -26,30 +26,14 @@ int ledger_genesis_get(const struct ledger *l, uint8_t cluster_id[LEDGER_CLUSTER
     return 0;
 }
 
-static int meta_u64(const struct ledger *l, const char *name, uint64_t *out)
-{
-    struct key k;
-    key_str(&k, "meta/", name);
-    uint8_t v[8];
-    size_t len = 0;
-    *out = 0;
-    int rc = raw_get(l->store, NULL, &k, v, sizeof v, &len);
-    if (rc == NX_ERR_NOT_FOUND)
-        return 0;
-    if (rc < 0 || len != 8)
-        return rc < 0 && rc != NX_ERR_TOO_BIG ? rc : NX_ERR_CORRUPT;
-    *out = le64_get(v);
-    return 0;
-}
-
 int ledger_applied_index(const struct ledger *l, uint64_t *out)
 {
-    return meta_u64(l, "applied", out);
+    return meta_u64_get(l->store, NULL, "applied", out);
 }
 
 int ledger_supply(const struct ledger *l, uint64_t *out)
 {
-    return meta_u64(l, "supply", out);
+    return meta_u64_get(l->store, NULL, "supply", out);
 }
 
 int ledger_tx_head(const struct ledger *l, uint64_t *seq, uint8_t hash[LEDGER_HASH_BYTES])
@@ -57,7 +41,7 @@ int ledger_tx_head(const struct ledger *l, uint64_t *seq, uint8_t hash[LEDGER_HA
     struct rec_head h = {0};
     struct key k;
     key_str(&k, "meta/", "txhead");
-    int rc = rec_get(l->store, NULL, &k, (rec_fields_fn)rec_head_fields, &h);
+    int rc = rec_get(l->store, NULL, &k, rec_head_fields, &h);
     if (rc < 0 && rc != NX_ERR_NOT_FOUND)
         return rc;
     *seq = h.seq;
@@ -72,7 +56,7 @@ int ledger_account_get(const struct ledger *l, const char *name, struct ledger_a
     memset(out, 0, sizeof *out);
     struct key k;
     key_str(&k, "account/", name);
-    int rc = rec_get(l->store, NULL, &k, (rec_fields_fn)rec_account_fields, out);
+    int rc = rec_get(l->store, NULL, &k, rec_account_fields, out);
     if (rc == 0)
         strcpy(out->name, name);
     return rc;
@@ -94,7 +78,7 @@ int ledger_token_get(const struct ledger *l, const char *id, struct ledger_token
     memset(out, 0, sizeof *out);
     struct key k;
     key_str(&k, "token/", id);
-    int rc = rec_get(l->store, NULL, &k, (rec_fields_fn)rec_token_fields, out);
+    int rc = rec_get(l->store, NULL, &k, rec_token_fields, out);
     if (rc == 0)
         strcpy(out->id, id);
     return rc;
@@ -105,7 +89,7 @@ bool ledger_node_is_member(const struct ledger *l, const uint8_t key[LEDGER_KEY_
     struct ledger_node n;
     struct key k;
     key_make(&k, "node/", key, LEDGER_KEY_BYTES, NULL, 0);
-    return rec_get(l->store, NULL, &k, (rec_fields_fn)rec_node_fields, &n) == 0;
+    return rec_get(l->store, NULL, &k, rec_node_fields, &n) == 0;
 }
 
 /* ---- iteration ------------------------------------------------------------- */
@@ -134,7 +118,7 @@ static int account_cb(void *arg, const uint8_t *key, size_t key_len, const uint8
     if (nl == 0 || nl > LEDGER_NAME_MAX)
         return NX_ERR_CORRUPT;
     memcpy(a.name, key + w->prefix_len, nl);
-    int rc = decode_with(val, val_len, (rec_fields_fn)rec_account_fields, &a);
+    int rc = decode_with(val, val_len, rec_account_fields, &a);
     return rc < 0 ? rc : ((ledger_account_fn)w->fn)(w->arg, &a);
 }
 
@@ -157,7 +141,7 @@ static int node_cb(void *arg, const uint8_t *key, size_t key_len, const uint8_t 
     if (key_len != w->prefix_len + LEDGER_KEY_BYTES)
         return NX_ERR_CORRUPT;
     memcpy(n.key, key + w->prefix_len, LEDGER_KEY_BYTES);
-    int rc = decode_with(val, val_len, (rec_fields_fn)rec_node_fields, &n);
+    int rc = decode_with(val, val_len, rec_node_fields, &n);
     return rc < 0 ? rc : ((ledger_node_fn)w->fn)(w->arg, &n);
 }
 
@@ -170,7 +154,7 @@ static int audit_cb(void *arg, const uint8_t *key, size_t key_len, const uint8_t
     if (key_len != w->prefix_len + 8)
         return NX_ERR_CORRUPT;
     a.raft_index = be64_get(key + w->prefix_len);
-    int rc = decode_with(val, val_len, (rec_fields_fn)rec_audit_fields, &a);
+    int rc = decode_with(val, val_len, rec_audit_fields, &a);
     return rc < 0 ? rc : ((ledger_audit_fn)w->fn)(w->arg, &a);
 }
 

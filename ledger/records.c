@@ -36,45 +36,52 @@ void key_u64(struct key *k, const char *prefix, uint64_t v)
     key_make(k, prefix, be, 8, NULL, 0);
 }
 
-void rec_genesis_fields(struct codec *c, struct rec_genesis *r)
+void rec_genesis_fields(struct codec *c, void *rec)
 {
+    struct rec_genesis *r = rec;
     f_fixed(c, r->cluster_id, LEDGER_CLUSTER_ID_BYTES);
     f_fixed(c, r->operator_pk, LEDGER_KEY_BYTES);
 }
 
-void rec_head_fields(struct codec *c, struct rec_head *r)
+void rec_head_fields(struct codec *c, void *rec)
 {
+    struct rec_head *r = rec;
     f_u64(c, &r->seq);
     f_fixed(c, r->hash, LEDGER_HASH_BYTES);
 }
 
-void rec_tenant_fields(struct codec *c, struct rec_tenant *r)
+void rec_tenant_fields(struct codec *c, void *rec)
 {
+    struct rec_tenant *r = rec;
     f_fixed(c, r->owner, LEDGER_KEY_BYTES);
 }
 
-void rec_account_fields(struct codec *c, struct ledger_account *r)
+void rec_account_fields(struct codec *c, void *rec)
 {
+    struct ledger_account *r = rec;
     f_name(c, r->tenant, 0);
     f_fixed(c, r->key, LEDGER_KEY_BYTES);
     f_u64(c, &r->balance);
 }
 
-void rec_token_fields(struct codec *c, struct ledger_token *r)
+void rec_token_fields(struct codec *c, void *rec)
 {
+    struct ledger_token *r = rec;
     f_fixed(c, r->verifier, LEDGER_KEY_BYTES);
     f_u64(c, &r->expires_ms);
     f_u32(c, &r->uses_left);
 }
 
-void rec_node_fields(struct codec *c, struct ledger_node *r)
+void rec_node_fields(struct codec *c, void *rec)
 {
+    struct ledger_node *r = rec;
     f_u64(c, &r->admitted_ms);
     f_name(c, r->token_id, NAME_EMPTY_OK);
 }
 
-void rec_agent_fields(struct codec *c, struct rec_agent *r)
+void rec_agent_fields(struct codec *c, void *rec)
 {
+    struct rec_agent *r = rec;
     f_name(c, r->tenant, 0);
     f_fixed(c, r->manifest_hash, LEDGER_HASH_BYTES);
     f_fixed(c, r->bundle_hash, LEDGER_HASH_BYTES);
@@ -83,24 +90,27 @@ void rec_agent_fields(struct codec *c, struct rec_agent *r)
     f_u8(c, &r->deprecated);
 }
 
-void rec_deploy_fields(struct codec *c, struct rec_deploy *r)
+void rec_deploy_fields(struct codec *c, void *rec)
 {
+    struct rec_deploy *r = rec;
     f_name(c, r->tenant, 0);
     f_name(c, r->agent, 0);
     f_name(c, r->version, 0);
     f_u32(c, &r->replicas);
 }
 
-void rec_idem_fields(struct codec *c, struct rec_idem *r)
+void rec_idem_fields(struct codec *c, void *rec)
 {
+    struct rec_idem *r = rec;
     f_fixed(c, r->cmd_hash, LEDGER_HASH_BYTES);
     f_u8(c, &r->reason);
     f_u64(c, &r->tx_seq);
     f_fixed(c, r->tx_hash, LEDGER_HASH_BYTES);
 }
 
-void rec_audit_fields(struct codec *c, struct ledger_audit *r)
+void rec_audit_fields(struct codec *c, void *rec)
 {
+    struct ledger_audit *r = rec;
     uint8_t reason = (uint8_t)r->reason, dup = r->duplicate;
     f_u8(c, &r->type);
     f_u8(c, &reason);
@@ -224,4 +234,23 @@ int rec_put(struct ledger_batch *batch, const struct key *k, rec_fields_fn field
     int rc = c.err ? NX_ERR_INTERNAL : ledger_batch_put(batch, k->b, k->len, c.buf, c.len);
     codec_free(&c);
     return rc;
+}
+
+int meta_u64_get(struct ledger_store *store, const struct ledger_batch *batch, const char *name,
+                 uint64_t *out)
+{
+    struct key k;
+    key_str(&k, "meta/", name);
+    uint8_t v[8];
+    size_t len = 0;
+    *out = 0;
+    int rc = raw_get(store, batch, &k, v, sizeof v, &len);
+    if (rc == NX_ERR_NOT_FOUND)
+        return 0;
+    if (rc == NX_ERR_TOO_BIG || (rc == 0 && len != 8))
+        return NX_ERR_CORRUPT;
+    if (rc < 0)
+        return rc;
+    *out = le64_get(v);
+    return 0;
 }

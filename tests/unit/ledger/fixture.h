@@ -56,14 +56,19 @@ static inline void fx_cmd(struct fx *f, struct ledger_cmd *c, uint8_t type,
     c->created_ms = f->time_ms;
 }
 
-/* Builds the Raft entry for a command signed with sk. Aborts on failure. */
+/* Builds the Raft entry for a command signed with sk. When sk is not the
+ * author's key, the command is signed by sk's owner and the author field is
+ * then replaced: a forgery. Aborts on failure. */
 static inline uint8_t *fx_entry(struct fx *f, const struct ledger_cmd *c, const uint8_t *sk,
                                 size_t *len)
 {
     uint8_t *cmd = NULL, *entry = NULL;
     size_t cmd_len = 0;
-    if (ledger_cmd_build(c, sk, &cmd, &cmd_len) < 0)
+    struct ledger_cmd signer = *c;
+    memcpy(signer.author, sk + 32, LEDGER_KEY_BYTES);
+    if (ledger_cmd_build(&signer, sk, &cmd, &cmd_len) < 0)
         abort();
+    memcpy(cmd + 40, c->author, LEDGER_KEY_BYTES); /* author field, docs/ledger.md */
     if (ledger_entry_wrap(cmd, cmd_len, f->time_ms, &entry, len) < 0)
         abort();
     free(cmd);

@@ -143,6 +143,8 @@ static void malformed_entries_are_rejected_and_audited(void **state)
     uint8_t *out = NULL;
     size_t out_len;
     assert_int_equal(ledger_cmd_build(&c, alice_key.sk, &out, &out_len), NX_ERR_INVAL);
+    strcpy(c.u.transfer.to, "bob");
+    assert_int_equal(ledger_cmd_build(&c, bob_key.sk, &out, &out_len), NX_ERR_INVAL);
     assert_int_equal(balance(&f, "alice"), 100);
     fx_free(&f);
 }
