@@ -59,6 +59,7 @@ enum pending_kind {
     PENDING_WRITE,      /* proposed here, waiting for the entry to apply */
     PENDING_READ_INDEX, /* waiting for the ReadIndex confirmation */
     PENDING_READ_WAIT,  /* confirmed, waiting for applied >= index */
+    PENDING_READ_RETRY, /* new leader, no entry of its term committed yet: ask again */
     PENDING_FORWARD,    /* sent to the leader, waiting for its answer */
 };
 
@@ -415,7 +416,8 @@ static void fail_reads(struct raft_host *h, const char *why)
 {
     for (size_t i = 0; i < h->pending_hw; i++) {
         struct pending *p = &h->pending[i];
-        if (p->kind == PENDING_READ_INDEX || p->kind == PENDING_READ_WAIT) {
+        if (p->kind == PENDING_READ_INDEX || p->kind == PENDING_READ_WAIT ||
+            p->kind == PENDING_READ_RETRY) {
             answer(h, &p->to, 503, json_pack("{s:s}", "error", why));
             pending_free(h, p);
         }
@@ -582,8 +584,30 @@ static void on_role_change(struct raft_host *h, const struct raft_soft_state *ss
     h->role = ss->role;
 }
 
+/* Reads that came before the new leader committed an entry of its term: ask again. */
+static void retry_reads(struct raft_host *h)
+{
+    for (size_t i = 0; i < h->pending_hw; i++) {
+        struct pending *p = &h->pending[i];
+        if (p->kind != PENDING_READ_RETRY)
+            continue;
+        int rc = raft_read_index(h->r, p->ctx);
+        if (rc == NX_OK) {
+            p->kind = PENDING_READ_INDEX;
+        } else if (rc != NX_ERR_AGAIN) {
+            if (rc == NX_ERR_NOT_LEADER)
+                reply_not_leader(h, &p->to);
+            else
+                answer_error(h, &p->to, 503, "cannot read now: %s, retry", nx_strerror(rc));
+            pending_free(h, p);
+        }
+    }
+}
+
 static void process_ready(struct raft_host *h)
 {
+    if (h->n_pending > 0)
+        retry_reads(h);
     while (!h->failed && raft_has_ready(h->r)) {
         struct raft_ready rd;
         raft_ready(h->r, &rd);
@@ -1007,14 +1031,15 @@ static enum api_result kv_read(struct raft_host *h, const struct reply_to *to, c
     }
     uint64_t ctx = ++h->next_read_ctx;
     int rc = raft_read_index(h->r, ctx);
-    if (rc != NX_OK) {
+    if (rc != NX_OK && rc != NX_ERR_AGAIN) {
         if (rc == NX_ERR_NOT_LEADER)
             reply_not_leader(h, to);
         else
             answer_error(h, to, 503, "cannot read now: %s, retry", nx_strerror(rc));
         return API_DONE;
     }
-    struct pending *p = pending_add(h, PENDING_READ_INDEX, to, key, klen);
+    struct pending *p =
+        pending_add(h, rc == NX_OK ? PENDING_READ_INDEX : PENDING_READ_RETRY, to, key, klen);
     p->ctx = ctx;
     return API_PENDING;
 }
