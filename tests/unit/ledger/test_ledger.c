@@ -828,6 +828,36 @@ static void store_iterates_a_prefix_in_order_and_deletes(void **state)
     ledger_store_mem_free(s);
 }
 
+/* docs/ledger.md "Test vector": the exact bytes of one transfer. */
+static void transfer_bytes_match_the_documented_test_vector(void **state)
+{
+    (void)state;
+    static const char want[] = "4e584c45444745522d636d642d76313a0e000000120000000101010101010101"
+                               "01010101010101018139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a2"
+                               "5df60f5b8fc9b394030303030303030303030303030303030303030303030303"
+                               "0303030303030303000000000000000005616c69636503626f62050000000000"
+                               "00008a093b2e17a4f183d837d3eca1779b4eae962e02f423d47c7b4e12022346"
+                               "ccb4695ae5cc8e723a540c6b9df4ff9e3013471711a0d10363063fadcb88c33a"
+                               "ae0c";
+    uint8_t seed[32], pk[32], sk[64], cluster[16], idem[32], *out;
+    size_t len;
+    memset(seed, 2, sizeof seed);
+    memset(cluster, 1, sizeof cluster);
+    memset(idem, 3, sizeof idem);
+    crypto_sign_seed_keypair(pk, sk, seed);
+    assert_int_equal(ledger_cmd_build_transfer(cluster, sk, "alice", "bob", 5, idem, 0, &out, &len),
+                     0);
+    char hex[2 * 194 + 1];
+    assert_int_equal(len, 194);
+    nx_hex_encode(hex, out, len);
+    assert_string_equal(hex, want);
+    struct ledger_cmd c;
+    assert_int_equal(ledger_cmd_decode(out, len, &c), 0);
+    assert_int_equal(c.u.transfer.amount, 5);
+    assert_string_equal(c.u.transfer.from, "alice");
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -864,6 +894,7 @@ int main(void)
         cmocka_unit_test(verify_reports_a_tampered_balance_and_a_tampered_tx),
         cmocka_unit_test(snapshot_installs_the_same_state_and_refuses_a_corrupt_stream),
         cmocka_unit_test(store_iterates_a_prefix_in_order_and_deletes),
+        cmocka_unit_test(transfer_bytes_match_the_documented_test_vector),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
