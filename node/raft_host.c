@@ -799,9 +799,10 @@ static int load_storage(struct raft_host *h, struct raft_store_boot *b, char *er
             conf.voters[conf.n_voters++] = h->peers[i].id;
         qsort(conf.voters, conf.n_voters, sizeof conf.voters[0], cmp_u64);
     }
+    bool had_state = b->has_state; /* raft_store_boot_free clears *b */
     raft_store_boot_free(b);
-    rc = b->has_state ? raft_store_compact(h->store, 0, 0, &conf, NULL, 0)
-                      : raft_store_bootstrap(h->store, &conf);
+    rc = had_state ? raft_store_compact(h->store, 0, 0, &conf, NULL, 0)
+                   : raft_store_bootstrap(h->store, &conf);
     if (rc == NX_OK && h->cfg.bootstrap)
         NX_INFO("raft_bootstrap", "voters=%u", conf.n_voters);
     if (rc != NX_OK) {
