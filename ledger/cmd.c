@@ -364,6 +364,31 @@ int ledger_join_string_parse(const char *s, uint8_t cluster_id[LEDGER_CLUSTER_ID
     return 0;
 }
 
+int ledger_cmd_build_admit(const char *join_string, const uint8_t node_sk[LEDGER_SECRET_KEY_BYTES],
+                           const uint8_t nonce[LEDGER_NONCE_BYTES], uint64_t created_ms,
+                           uint8_t **out, size_t *out_len)
+{
+    struct ledger_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    char secret[LEDGER_STR_CAP];
+    struct ledger_cmd_node_admit *a = &cmd.u.admit;
+    int rc =
+        ledger_join_string_parse(join_string, a->pin_cluster, a->pin_operator, a->token_id, secret);
+    if (rc < 0)
+        return rc;
+    cmd.type = LEDGER_CMD_NODE_ADMIT;
+    memcpy(cmd.cluster_id, a->pin_cluster, LEDGER_CLUSTER_ID_BYTES);
+    memcpy(cmd.author, node_sk + 32, LEDGER_KEY_BYTES);
+    memcpy(a->node, cmd.author, LEDGER_KEY_BYTES);
+    memcpy(a->nonce, nonce, LEDGER_NONCE_BYTES);
+    crypto_generichash(cmd.idem_key, LEDGER_IDEM_BYTES, nonce, LEDGER_NONCE_BYTES,
+                       (const uint8_t *)JOIN_DOMAIN, sizeof JOIN_DOMAIN);
+    cmd.created_ms = created_ms;
+    rc = ledger_token_proof(a->pin_cluster, a->token_id, secret, a->node, nonce, a->proof);
+    sodium_memzero(secret, sizeof secret);
+    return rc < 0 ? rc : ledger_cmd_build(&cmd, node_sk, out, out_len);
+}
+
 /* ---- agent publisher signature --------------------------------------------- */
 
 #define AGENT_MSG_MAX (16 + 2 * (1 + LEDGER_NAME_MAX) + 2 * LEDGER_HASH_BYTES)

@@ -284,6 +284,17 @@ int ledger_join_string_parse(const char *s, uint8_t cluster_id[LEDGER_CLUSTER_ID
                              uint8_t operator_pin[LEDGER_HASH_BYTES], char token_id[LEDGER_STR_CAP],
                              char secret[LEDGER_STR_CAP]) NX_MUST_USE;
 
+/*
+ * The joiner's side in one call: parses the join string, makes the proof for
+ * its own key (the public half of node_sk) and a nonce it chose at random,
+ * and builds the signed admit command. The idempotency key is derived from
+ * the nonce. *out is malloc'd, owned by the caller. NX_ERR_INVAL on a bad
+ * join string.
+ */
+int ledger_cmd_build_admit(const char *join_string, const uint8_t node_sk[LEDGER_SECRET_KEY_BYTES],
+                           const uint8_t nonce[LEDGER_NONCE_BYTES], uint64_t created_ms,
+                           uint8_t **out, size_t *out_len) NX_MUST_USE;
+
 /* ---- the state machine ---------------------------------------------------- */
 
 /* Why a command was rejected; LEDGER_OK when applied. Stable numbers (stored). */

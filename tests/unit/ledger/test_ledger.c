@@ -647,6 +647,26 @@ static void node_is_removed_by_operator_or_itself(void **state)
     fx_free(&f);
 }
 
+static void joiner_builds_its_admit_from_the_join_string(void **state)
+{
+    (void)state;
+    struct fx f;
+    setup_money(&f);
+    assert_int_equal(token_create(&f, "joi001", f.time_ms + 60000, 1), LEDGER_OK);
+    uint8_t pin[LEDGER_HASH_BYTES], nonce[LEDGER_NONCE_BYTES] = {1, 2, 3}, *cmd, *e;
+    ledger_operator_pin(f.op.pk, pin);
+    char js[LEDGER_JOIN_STRING_BYTES];
+    assert_int_equal(ledger_join_string_format(f.cluster, pin, "joi001", SECRET, js), 0);
+    size_t cmd_len, len;
+    assert_int_equal(ledger_cmd_build_admit(js, node_key.sk, nonce, 0, &cmd, &cmd_len), 0);
+    assert_int_equal(ledger_entry_wrap(cmd, cmd_len, f.time_ms, &e, &len), 0);
+    assert_int_equal(fx_apply_entry(&f, e, len, NULL), LEDGER_OK);
+    assert_true(ledger_node_is_member(&f.l, node_key.pk));
+    free(cmd);
+    free(e);
+    fx_free(&f);
+}
+
 static void join_string_round_trips(void **state)
 {
     (void)state;
@@ -890,6 +910,7 @@ int main(void)
         cmocka_unit_test(forged_token_proof_is_rejected),
         cmocka_unit_test(other_cluster_token_is_rejected),
         cmocka_unit_test(node_is_removed_by_operator_or_itself),
+        cmocka_unit_test(joiner_builds_its_admit_from_the_join_string),
         cmocka_unit_test(join_string_round_trips),
         cmocka_unit_test(verify_reports_a_tampered_balance_and_a_tampered_tx),
         cmocka_unit_test(snapshot_installs_the_same_state_and_refuses_a_corrupt_stream),
