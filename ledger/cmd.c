@@ -264,6 +264,24 @@ int ledger_token_keypair(const uint8_t cluster_id[LEDGER_CLUSTER_ID_BYTES], cons
     return 0;
 }
 
+void ledger_token_new(const uint8_t random[LEDGER_TOKEN_RANDOM_BYTES], char id[LEDGER_STR_CAP],
+                      char secret[LEDGER_STR_CAP])
+{
+    static const char b32[33] = "abcdefghijklmnopqrstuvwxyz234567";
+    char all[LEDGER_TOKEN_ID_LEN + LEDGER_TOKEN_SECRET_LEN];
+    for (size_t i = 0; i < sizeof all; i++) {
+        size_t bit = i * 5, byte = bit / 8, shift = bit % 8;
+        unsigned v =
+            random[byte] | (byte + 1 < LEDGER_TOKEN_RANDOM_BYTES ? random[byte + 1] << 8 : 0);
+        all[i] = b32[(v >> shift) & 31];
+    }
+    memcpy(id, all, LEDGER_TOKEN_ID_LEN);
+    id[LEDGER_TOKEN_ID_LEN] = '\0';
+    memcpy(secret, all + LEDGER_TOKEN_ID_LEN, LEDGER_TOKEN_SECRET_LEN);
+    secret[LEDGER_TOKEN_SECRET_LEN] = '\0';
+    sodium_memzero(all, sizeof all);
+}
+
 /* "NXLEDGER-join-1:" | cluster id | token id | joiner key | nonce */
 #define JOIN_MSG_BYTES                                                                             \
     (16 + LEDGER_CLUSTER_ID_BYTES + LEDGER_TOKEN_ID_LEN + LEDGER_KEY_BYTES + LEDGER_NONCE_BYTES)

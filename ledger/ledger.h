@@ -271,6 +271,15 @@ int ledger_token_proof(const uint8_t cluster_id[LEDGER_CLUSTER_ID_BYTES], const 
                        const char *secret, const uint8_t joiner_pk[LEDGER_KEY_BYTES],
                        const uint8_t nonce[LEDGER_NONCE_BYTES],
                        uint8_t proof[LEDGER_SIG_BYTES]) NX_MUST_USE;
+/*
+ * A new token id (6 chars) and secret (16 chars) from caller-supplied random
+ * bytes (randombytes_buf on the operator's machine; ledger/ itself has no
+ * random source). Each char is 5 bits from the base32 alphabet [a-z2-7], a
+ * subset of the allowed [a-z0-9]: 30 bits of id, 80 bits of secret, unbiased.
+ */
+#define LEDGER_TOKEN_RANDOM_BYTES 14 /* 22 chars x 5 bits = 110 bits */
+void ledger_token_new(const uint8_t random[LEDGER_TOKEN_RANDOM_BYTES], char id[LEDGER_STR_CAP],
+                      char secret[LEDGER_STR_CAP]);
 /* BLAKE2b-256 of the operator key: the pin a join string carries. */
 void ledger_operator_pin(const uint8_t operator_pk[LEDGER_KEY_BYTES],
                          uint8_t pin[LEDGER_HASH_BYTES]);

@@ -15,7 +15,8 @@
  *   - supply == sum of accepted mints; value is conserved by transfers and charges;
  *   - no command applied twice: (author, idempotency key) unique in the tx log,
  *     a run charged at most once;
- *   - every accepted transaction is in the log at the position it was given.
+ *   - every accepted transaction is in the log at the position it was given;
+ *   - one audit record per entry, applied or rejected.
  *
  *   NX_SIM_SEED=123 sim_ledger   replays one seed
  *   NX_SIM_SEEDS=N sim_ledger    runs seeds 1..N
@@ -338,6 +339,20 @@ static int collect_tx(void *arg, const struct ledger_tx *tx)
     return 0;
 }
 
+struct auditcheck {
+    uint64_t count;
+    bool in_order;
+};
+
+static int count_audit(void *arg, const struct ledger_audit *a)
+{
+    struct auditcheck *ac = arg;
+    ac->count++;
+    if (a->raft_index != ac->count)
+        ac->in_order = false;
+    return 0;
+}
+
 static int check(struct sim *s)
 {
     uint8_t h0[32], h[32];
@@ -360,6 +375,9 @@ static int check(struct sim *s)
     if (ledger_verify(&l, why, sizeof why) != 0)
         return sim_fail(s, "verify: %s", why);
 
+    struct auditcheck ac = {0, true};
+    if (ledger_audit_foreach(&l, count_audit, &ac) < 0 || !ac.in_order || ac.count != s->n)
+        return sim_fail(s, "audit log has %" PRIu64 " records for %zu entries", ac.count, s->n);
     struct txcheck t = {s, 0, calloc(SIM_MAX_ENTRIES, sizeof(struct ledger_tx))};
     NX_ASSERT(t.txs);
     int rc = ledger_tx_foreach(&l, collect_tx, &t);

@@ -667,6 +667,26 @@ static void joiner_builds_its_admit_from_the_join_string(void **state)
     fx_free(&f);
 }
 
+static void new_tokens_come_from_the_random_bytes(void **state)
+{
+    (void)state;
+    uint8_t rnd[LEDGER_TOKEN_RANDOM_BYTES];
+    char id[LEDGER_STR_CAP], secret[LEDGER_STR_CAP], id2[LEDGER_STR_CAP], s2[LEDGER_STR_CAP];
+    memset(rnd, 0, sizeof rnd);
+    ledger_token_new(rnd, id, secret);
+    assert_string_equal(id, "aaaaaa");
+    assert_string_equal(secret, "aaaaaaaaaaaaaaaa");
+    memset(rnd, 0xff, sizeof rnd);
+    ledger_token_new(rnd, id, secret);
+    assert_string_equal(id, "777777");
+    assert_string_equal(secret, "7777777777777777");
+    rnd[13] = 0x01; /* the last char takes bits 105..109 */
+    ledger_token_new(rnd, id2, s2);
+    assert_string_not_equal(s2, secret);
+    uint8_t pk[LEDGER_KEY_BYTES], sk[LEDGER_SECRET_KEY_BYTES], cluster[16] = {0};
+    assert_int_equal(ledger_token_keypair(cluster, id2, s2, pk, sk), 0);
+}
+
 static void join_string_round_trips(void **state)
 {
     (void)state;
@@ -911,6 +931,7 @@ int main(void)
         cmocka_unit_test(other_cluster_token_is_rejected),
         cmocka_unit_test(node_is_removed_by_operator_or_itself),
         cmocka_unit_test(joiner_builds_its_admit_from_the_join_string),
+        cmocka_unit_test(new_tokens_come_from_the_random_bytes),
         cmocka_unit_test(join_string_round_trips),
         cmocka_unit_test(verify_reports_a_tampered_balance_and_a_tampered_tx),
         cmocka_unit_test(snapshot_installs_the_same_state_and_refuses_a_corrupt_stream),
