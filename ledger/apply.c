@@ -26,6 +26,7 @@
  *   I4 one (scope, idempotency key) leads to at most one applied command.
  */
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ledger/internal.h"
@@ -58,20 +59,9 @@ static int exists(const struct actx *x, const struct key *k)
     return rc == 0 || rc == NX_ERR_TOO_BIG ? 1 : rc;
 }
 
-/* Is there a grant perm/<author><action>/<resource or "*">? */
 static int has_grant(const struct actx *x, const char *action, const char *resource)
 {
-    char tail[2 * LEDGER_STR_CAP + 2];
-    const char *res[2] = {resource, "*"};
-    for (int i = 0; i < 2; i++) {
-        int n = snprintf(tail, sizeof tail, "%s/%s", action, res[i]);
-        struct key k;
-        key_make(&k, "perm/", x->cmd->author, LEDGER_KEY_BYTES, tail, (size_t)n);
-        int rc = exists(x, &k);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
+    return perm_granted(x->s, x->b, x->cmd->author, action, resource);
 }
 
 /* Operator, or a grant for action on "*". Returns a reason or <0. */
@@ -331,13 +321,6 @@ static int exec_account_create(struct actx *x)
     return put_account(x, c->name, &a);
 }
 
-static void agent_key(struct key *k, const char *name, const char *version)
-{
-    char tail[LEDGER_STR_CAP + 1];
-    int n = snprintf(tail, sizeof tail, "/%s", version);
-    key_make(k, "agent/", name, strlen(name), tail, (size_t)n);
-}
-
 static int exec_agent_publish(struct actx *x)
 {
     const struct ledger_cmd_agent_publish *c = &x->cmd->u.publish;
@@ -353,7 +336,7 @@ static int exec_agent_publish(struct actx *x)
         return rc;
     if (rc == 0 && (len != strlen(c->tenant) || memcmp(owner, c->tenant, len) != 0))
         return LEDGER_REJ_PERM; /* the name belongs to another tenant */
-    agent_key(&vk, c->name, c->version);
+    key_agent(&vk, c->name, c->version);
     int e = exists(x, &vk);
     if (e)
         return e < 0 ? e : LEDGER_REJ_EXISTS;
@@ -378,7 +361,7 @@ static int exec_agent_deprecate(struct actx *x)
     const struct ledger_cmd_agent_deprecate *c = &x->cmd->u.deprecate;
     struct rec_agent a;
     struct key k;
-    agent_key(&k, c->name, c->version);
+    key_agent(&k, c->name, c->version);
     int rc = rec_get(x->s, x->b, &k, rec_agent_fields, &a);
     if (rc == NX_ERR_NOT_FOUND)
         return LEDGER_REJ_NOT_FOUND;
@@ -401,7 +384,7 @@ static int exec_deploy_put(struct actx *x)
         return LEDGER_REJ_BAD_VALUE;
     struct rec_agent a;
     struct key ak, dk;
-    agent_key(&ak, c->agent, c->version);
+    key_agent(&ak, c->agent, c->version);
     int rc = rec_get(x->s, x->b, &ak, rec_agent_fields, &a);
     if (rc == NX_ERR_NOT_FOUND)
         return LEDGER_REJ_NOT_FOUND;

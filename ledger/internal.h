@@ -111,6 +111,12 @@ int raw_get(struct ledger_store *store, const struct ledger_batch *batch, const 
 /* meta/<name> as a u64 through batch (may be NULL) and store; 0 when absent. */
 int meta_u64_get(struct ledger_store *store, const struct ledger_batch *batch, const char *name,
                  uint64_t *out) NX_MUST_USE;
+/* 1 when perm/<subject><action>/<resource> exists, or the grant on "*"; 0 when
+ * neither; <0 on a store error. */
+int perm_granted(struct ledger_store *store, const struct ledger_batch *batch,
+                 const uint8_t *subject, const char *action, const char *resource);
+/* agent/<name>/<version> */
+void key_agent(struct key *k, const char *name, const char *version);
 int rec_put(struct ledger_batch *batch, const struct key *k, rec_fields_fn fields,
             void *rec) NX_MUST_USE;
 

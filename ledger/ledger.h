@@ -393,6 +393,27 @@ struct ledger_token {
     uint64_t expires_ms;
     uint32_t uses_left;
 };
+struct ledger_tenant {
+    char name[LEDGER_STR_CAP];
+    uint8_t owner[LEDGER_KEY_BYTES];
+};
+struct ledger_agent {
+    char name[LEDGER_STR_CAP];
+    char version[LEDGER_STR_CAP];
+    char tenant[LEDGER_STR_CAP];
+    uint8_t manifest_hash[LEDGER_HASH_BYTES];
+    uint8_t bundle_hash[LEDGER_HASH_BYTES]; /* BLAKE2b-256 of the bundle */
+    uint8_t publisher[LEDGER_KEY_BYTES];
+    uint8_t publisher_sig[LEDGER_SIG_BYTES];
+    bool deprecated;
+};
+struct ledger_deployment {
+    char name[LEDGER_STR_CAP];
+    char tenant[LEDGER_STR_CAP];
+    char agent[LEDGER_STR_CAP];
+    char version[LEDGER_STR_CAP];
+    uint32_t replicas;
+};
 struct ledger_audit {
     uint64_t raft_index;
     uint8_t type;
@@ -426,6 +447,21 @@ int ledger_accounts_foreach(const struct ledger *l, ledger_account_fn fn, void *
 int ledger_tx_foreach(const struct ledger *l, ledger_tx_fn fn, void *arg);
 int ledger_nodes_foreach(const struct ledger *l, ledger_node_fn fn, void *arg);
 int ledger_audit_foreach(const struct ledger *l, ledger_audit_fn fn, void *arg);
+typedef int (*ledger_tenant_fn)(void *arg, const struct ledger_tenant *t);
+typedef int (*ledger_agent_fn)(void *arg, const struct ledger_agent *a);
+typedef int (*ledger_deployment_fn)(void *arg, const struct ledger_deployment *d);
+int ledger_tenants_foreach(const struct ledger *l, ledger_tenant_fn fn, void *arg);
+/* Every published version of every agent, by name then version (byte order). */
+int ledger_agents_foreach(const struct ledger *l, ledger_agent_fn fn, void *arg);
+int ledger_deployments_foreach(const struct ledger *l, ledger_deployment_fn fn, void *arg);
+int ledger_agent_get(const struct ledger *l, const char *name, const char *version,
+                     struct ledger_agent *out) NX_MUST_USE;
+int ledger_deployment_get(const struct ledger *l, const char *name,
+                          struct ledger_deployment *out) NX_MUST_USE;
+/* Would subject be allowed action on resource by a grant (not counting the
+ * operator and owner rules)? For the API's own checks. */
+bool ledger_perm_granted(const struct ledger *l, const uint8_t subject[LEDGER_KEY_BYTES],
+                         const char *action, const char *resource);
 
 /*
  * Recomputes the hash chain and every balance from the transaction log and

@@ -324,3 +324,145 @@ out:
         snprintf(why, why_cap, "%s", nx_strerror(rc));
     return rc;
 }
+
+/* ---- registry views ---------------------------------------------------------- */
+
+/* Copies the key's suffix after the prefix into a name; NX_ERR_CORRUPT if it is not one. */
+static int key_name(const struct walk *w, const uint8_t *key, size_t key_len, char *out)
+{
+    size_t nl = key_len - w->prefix_len;
+    if (key_len < w->prefix_len || nl == 0 || nl > LEDGER_NAME_MAX)
+        return NX_ERR_CORRUPT;
+    memcpy(out, key + w->prefix_len, nl);
+    out[nl] = '\0';
+    return 0;
+}
+
+static int tenant_cb(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                     size_t val_len)
+{
+    struct walk *w = arg;
+    struct ledger_tenant t;
+    struct rec_tenant r;
+    memset(&t, 0, sizeof t);
+    int rc = key_name(w, key, key_len, t.name);
+    if (rc == 0)
+        rc = decode_with(val, val_len, rec_tenant_fields, &r);
+    if (rc < 0)
+        return rc;
+    memcpy(t.owner, r.owner, LEDGER_KEY_BYTES);
+    return ((ledger_tenant_fn)w->fn)(w->arg, &t);
+}
+
+static void agent_from_rec(struct ledger_agent *a, const struct rec_agent *r)
+{
+    strcpy(a->tenant, r->tenant);
+    memcpy(a->manifest_hash, r->manifest_hash, LEDGER_HASH_BYTES);
+    memcpy(a->bundle_hash, r->bundle_hash, LEDGER_HASH_BYTES);
+    memcpy(a->publisher, r->publisher, LEDGER_KEY_BYTES);
+    memcpy(a->publisher_sig, r->publisher_sig, LEDGER_SIG_BYTES);
+    a->deprecated = r->deprecated != 0;
+}
+
+static int agent_cb(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                    size_t val_len)
+{
+    struct walk *w = arg;
+    const uint8_t *name = key + w->prefix_len;
+    size_t rest = key_len - w->prefix_len;
+    const uint8_t *slash = memchr(name, '/', rest);
+    if (!slash)
+        return 0; /* agent/<name>: the name's owner record */
+    size_t nl = (size_t)(slash - name), vl = rest - nl - 1;
+    if (nl == 0 || nl > LEDGER_NAME_MAX || vl == 0 || vl > LEDGER_NAME_MAX)
+        return NX_ERR_CORRUPT;
+    struct ledger_agent a;
+    struct rec_agent r;
+    memset(&a, 0, sizeof a);
+    memcpy(a.name, name, nl);
+    memcpy(a.version, slash + 1, vl);
+    int rc = decode_with(val, val_len, rec_agent_fields, &r);
+    if (rc < 0)
+        return rc;
+    agent_from_rec(&a, &r);
+    return ((ledger_agent_fn)w->fn)(w->arg, &a);
+}
+
+static void deployment_from_rec(struct ledger_deployment *d, const struct rec_deploy *r)
+{
+    strcpy(d->tenant, r->tenant);
+    strcpy(d->agent, r->agent);
+    strcpy(d->version, r->version);
+    d->replicas = r->replicas;
+}
+
+static int deploy_cb(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                     size_t val_len)
+{
+    struct walk *w = arg;
+    struct ledger_deployment d;
+    struct rec_deploy r;
+    memset(&d, 0, sizeof d);
+    int rc = key_name(w, key, key_len, d.name);
+    if (rc == 0)
+        rc = decode_with(val, val_len, rec_deploy_fields, &r);
+    if (rc < 0)
+        return rc;
+    deployment_from_rec(&d, &r);
+    return ((ledger_deployment_fn)w->fn)(w->arg, &d);
+}
+
+int ledger_tenants_foreach(const struct ledger *l, ledger_tenant_fn fn, void *arg)
+{
+    return walk(l, "tenant/", tenant_cb, (void *)fn, arg);
+}
+
+int ledger_agents_foreach(const struct ledger *l, ledger_agent_fn fn, void *arg)
+{
+    return walk(l, "agent/", agent_cb, (void *)fn, arg);
+}
+
+int ledger_deployments_foreach(const struct ledger *l, ledger_deployment_fn fn, void *arg)
+{
+    return walk(l, "deploy/", deploy_cb, (void *)fn, arg);
+}
+
+int ledger_agent_get(const struct ledger *l, const char *name, const char *version,
+                     struct ledger_agent *out)
+{
+    if (!ledger_name_ok(name) || !ledger_name_ok(version))
+        return NX_ERR_INVAL;
+    memset(out, 0, sizeof *out);
+    struct key k;
+    key_agent(&k, name, version);
+    struct rec_agent r;
+    int rc = rec_get(l->store, NULL, &k, rec_agent_fields, &r);
+    if (rc < 0)
+        return rc;
+    strcpy(out->name, name);
+    strcpy(out->version, version);
+    agent_from_rec(out, &r);
+    return 0;
+}
+
+int ledger_deployment_get(const struct ledger *l, const char *name, struct ledger_deployment *out)
+{
+    if (!ledger_name_ok(name))
+        return NX_ERR_INVAL;
+    memset(out, 0, sizeof *out);
+    struct key k;
+    key_str(&k, "deploy/", name);
+    struct rec_deploy r;
+    int rc = rec_get(l->store, NULL, &k, rec_deploy_fields, &r);
+    if (rc < 0)
+        return rc;
+    strcpy(out->name, name);
+    deployment_from_rec(out, &r);
+    return 0;
+}
+
+bool ledger_perm_granted(const struct ledger *l, const uint8_t subject[LEDGER_KEY_BYTES],
+                         const char *action, const char *resource)
+{
+    return perm_granted(l->store, NULL, subject, action, resource) == 1;
+}

@@ -4,6 +4,7 @@
  * read-through-the-batch helpers the state machine uses.
  */
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ledger/internal.h"
@@ -252,5 +253,34 @@ int meta_u64_get(struct ledger_store *store, const struct ledger_batch *batch, c
     if (rc < 0)
         return rc;
     *out = le64_get(v);
+    return 0;
+}
+
+void key_agent(struct key *k, const char *name, const char *version)
+{
+    char tail[LEDGER_STR_CAP + 1];
+    int n = snprintf(tail, sizeof tail, "/%s", version);
+    key_make(k, "agent/", name, strnlen(name, LEDGER_NAME_MAX), tail, (size_t)n);
+}
+
+int perm_granted(struct ledger_store *store, const struct ledger_batch *batch,
+                 const uint8_t *subject, const char *action, const char *resource)
+{
+    char tail[2 * LEDGER_STR_CAP + 2];
+    const char *res[2] = {resource, "*"};
+    for (int i = 0; i < 2; i++) {
+        int n = snprintf(tail, sizeof tail, "%s/%s", action, res[i]);
+        if (n < 0 || (size_t)n >= sizeof tail)
+            return 0;
+        struct key k;
+        key_make(&k, "perm/", subject, LEDGER_KEY_BYTES, tail, (size_t)n);
+        uint8_t v[1];
+        size_t len;
+        int rc = raw_get(store, batch, &k, v, sizeof v, &len);
+        if (rc == 0 || rc == NX_ERR_TOO_BIG)
+            return 1;
+        if (rc != NX_ERR_NOT_FOUND)
+            return rc;
+    }
     return 0;
 }

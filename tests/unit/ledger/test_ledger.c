@@ -247,6 +247,8 @@ static void transfer_not_signed_by_payer_needs_a_grant(void **state)
     strcpy(c.u.perm.resource, "alice");
     assert_int_equal(fx_submit(&f, &c, f.op.sk, NULL), LEDGER_OK);
     assert_int_equal(fx_transfer(&f, &bob_key, "alice", "bob", 1), LEDGER_OK);
+    assert_true(ledger_perm_granted(&f.l, bob_key.pk, "transfer", "alice"));
+    assert_false(ledger_perm_granted(&f.l, bob_key.pk, "transfer", "bob"));
     c.type = LEDGER_CMD_PERM_REVOKE;
     fx_fresh_idem(&f, c.idem_key);
     assert_int_equal(fx_submit(&f, &c, f.op.sk, NULL), LEDGER_OK);
@@ -407,6 +409,20 @@ static int deploy(struct fx *f, const struct fx_key *author, const char *ver, ui
     return fx_submit(f, &c, author->sk, NULL);
 }
 
+static int count_agents(void *arg, const struct ledger_agent *a)
+{
+    (void)a;
+    ++*(int *)arg;
+    return 0;
+}
+
+static int count_tenants(void *arg, const struct ledger_tenant *t)
+{
+    (void)t;
+    ++*(int *)arg;
+    return 0;
+}
+
 static void agents_publish_deprecate_and_deploy(void **state)
 {
     (void)state;
@@ -431,6 +447,20 @@ static void agents_publish_deprecate_and_deploy(void **state)
     assert_int_equal(fx_submit(&f, &c, tenant_key.sk, NULL), LEDGER_OK);
     assert_int_equal(deploy(&f, &tenant_key, "1.0", 2), LEDGER_REJ_DEPRECATED);
     assert_int_equal(deploy(&f, &tenant_key, "2.0", 2), LEDGER_OK);
+    struct ledger_deployment d;
+    assert_int_equal(ledger_deployment_get(&f.l, "web", &d), 0);
+    assert_string_equal(d.version, "2.0");
+    assert_int_equal(d.replicas, 2);
+    struct ledger_agent a;
+    assert_int_equal(ledger_agent_get(&f.l, "echo", "1.0", &a), 0);
+    assert_true(a.deprecated);
+    assert_string_equal(a.tenant, "acme");
+    assert_memory_equal(a.publisher, tenant_key.pk, LEDGER_KEY_BYTES);
+    int agents = 0, tenants = 0;
+    assert_int_equal(ledger_agents_foreach(&f.l, count_agents, &agents), 0);
+    assert_int_equal(ledger_tenants_foreach(&f.l, count_tenants, &tenants), 0);
+    assert_int_equal(agents, 2);
+    assert_int_equal(tenants, 2);
     fx_cmd(&f, &c, LEDGER_CMD_DEPLOY_DELETE, &other_key);
     strcpy(c.u.deploy_delete.name, "web");
     assert_int_equal(fx_submit(&f, &c, other_key.sk, NULL), LEDGER_REJ_PERM);
