@@ -149,6 +149,33 @@ static void malformed_entries_are_rejected_and_audited(void **state)
     fx_free(&f);
 }
 
+/* The signature covers every command byte: no single changed byte is accepted. */
+static void no_single_byte_change_of_a_command_is_accepted(void **state)
+{
+    (void)state;
+    struct fx f;
+    setup_money(&f);
+    struct ledger_cmd c;
+    fx_transfer_cmd(&f, &c, &alice_key, "alice", "bob", 10);
+    size_t len;
+    uint8_t *e = fx_entry(&f, &c, alice_key.sk, &len);
+    for (size_t i = LEDGER_ENTRY_HEADER_BYTES; i < len; i++) {
+        for (int bit = 0; bit < 8; bit += 3) {
+            e[i] ^= (uint8_t)(1u << bit);
+            struct ledger_result r;
+            int reason = fx_apply_entry(&f, e, len, &r);
+            if (reason == LEDGER_OK)
+                fail_msg("byte %zu bit %d changed and still accepted", i, bit);
+            e[i] ^= (uint8_t)(1u << bit);
+        }
+    }
+    assert_int_equal(balance(&f, "alice"), 100);
+    assert_int_equal(fx_apply_entry(&f, e, len, NULL), LEDGER_OK);
+    free(e);
+    assert_verifies(&f);
+    fx_free(&f);
+}
+
 static void entry_at_or_below_applied_index_is_skipped(void **state)
 {
     (void)state;
@@ -937,6 +964,7 @@ int main(void)
         cmocka_unit_test(signature_by_someone_else_than_author_is_rejected),
         cmocka_unit_test(wrong_cluster_is_rejected),
         cmocka_unit_test(malformed_entries_are_rejected_and_audited),
+        cmocka_unit_test(no_single_byte_change_of_a_command_is_accepted),
         cmocka_unit_test(entry_at_or_below_applied_index_is_skipped),
         cmocka_unit_test(transfer_moves_value_and_chains_the_hash),
         cmocka_unit_test(client_helper_builds_an_accepted_transfer),
