@@ -135,7 +135,7 @@ struct raft_host {
     uint64_t writes_ok, writes_lost, writes_timed_out;
     uint64_t forwarded, forwards_served, forwards_bad;
     uint64_t chunks_sent, chunks_received, chunks_bad;
-    uint64_t persist_us, apply_us; /* time spent in persist and apply (µs, total) */
+    uint64_t persist_us, send_us, apply_us; /* time spent in each step (µs, total) */
 };
 
 /* ---- ids and peers -------------------------------------------------------- */
@@ -623,6 +623,8 @@ static void process_ready(struct raft_host *h)
             return;
         }
         send_msgs(h, rd.msgs, rd.n_msgs);
+        uint64_t t2 = nx_clock_mono_us();
+        h->send_us += t2 - t1;
         if (rd.snapshot) {
             rc = kv_install(h->store, rd.snapshot->data, rd.snapshot->len, rd.snapshot->index);
             if (rc != NX_OK) {
@@ -635,7 +637,7 @@ static void process_ready(struct raft_host *h)
             h->snapshots_installed++;
         }
         rc = apply_committed(h, rd.committed, rd.n_committed);
-        h->apply_us += nx_clock_mono_us() - t1;
+        h->apply_us += nx_clock_mono_us() - t2;
         if (rc != NX_OK) {
             fatal(h, "apply", rc);
             return;
@@ -963,6 +965,7 @@ json_t *raft_host_status_json(const struct raft_host *h)
     json_object_set_new(counters, "chunks_received", json_integer((json_int_t)h->chunks_received));
     json_object_set_new(counters, "chunks_bad", json_integer((json_int_t)h->chunks_bad));
     json_object_set_new(counters, "persist_us", json_integer((json_int_t)h->persist_us));
+    json_object_set_new(counters, "send_us", json_integer((json_int_t)h->send_us));
     json_object_set_new(counters, "apply_us", json_integer((json_int_t)h->apply_us));
     return json_pack("{s:s,s:s,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:o}", "id", rid, "role",
                      raft_role_name(raft_role(h->r)), "term", (json_int_t)raft_term(h->r), "leader",

@@ -89,7 +89,13 @@ def failover_trials(nodes, n):
         t0 = time.monotonic()
         raft_leader([x for x in nodes if x is not leader], timeout=20)
         took.append(time.monotonic() - t0)
-        leader.start_raft(nodes, *TICK)
+        try:
+            leader.start_raft(nodes, *TICK)
+        except AssertionError as e:  # report, then try once more
+            print('note: restart of %s failed (%s); log tail:\n%s' % (
+                leader.name, e, leader.read_log()[-1500:]))
+            leader.kill9()
+            leader.start_raft(nodes, *TICK)
         raft_leader(nodes, timeout=20)
     return took
 
