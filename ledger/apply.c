@@ -11,11 +11,13 @@
  *   entry wrapper / command decode -> MALFORMED
  *   genesis present? cluster id    -> NO_GENESIS / WRONG_CLUSTER
  *   author's signature             -> BAD_SIG
+ *   created_ms within the window   -> STALE / FUTURE
  *   idempotency record             -> duplicate (original result) / IDEM_CONFLICT
  *   the command's own checks       -> PERM, OVERDRAFT, TOKEN_*, ...
  *   writes (only when every check passed)
- *   idempotency record (authenticated commands), audit record (every entry),
- *   meta/applied = raft_index, meta/time
+ *   idempotency record (authenticated commands) and its age index
+ *   forget up to LEDGER_PRUNE_PER_ENTRY records that left the window
+ *   audit record (every entry), meta/applied = raft_index, meta/time
  *
  * Invariants (checked by ledger_verify and the simulator):
  *   I1 a command's writes happen all or not at all: every exec_* function
@@ -23,7 +25,8 @@
  *   I2 sum of balances == meta/supply == sum of mints; transfers and charges
  *      move value, never make it;
  *   I3 tx/<n> exists for n in 1..head.seq, each hash chained on the last;
- *   I4 one (scope, idempotency key) leads to at most one applied command.
+ *   I4 one (scope, idempotency key) leads to at most one applied command,
+ *      also after its record was forgotten (the command is STALE by then).
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -175,6 +178,8 @@ static int exec_genesis(struct actx *x, bool have_genesis)
         return LEDGER_REJ_EXISTS;
     memcpy(x->g.cluster_id, x->cmd->cluster_id, LEDGER_CLUSTER_ID_BYTES);
     memcpy(x->g.operator_pk, x->cmd->author, LEDGER_KEY_BYTES);
+    x->g.window_ms =
+        x->cmd->u.genesis.window_ms ? x->cmd->u.genesis.window_ms : LEDGER_CMD_WINDOW_MS;
     struct key k;
     key_str(&k, "meta/", "genesis");
     int rc = rec_put(x->b, &k, rec_genesis_fields, &x->g);
@@ -590,6 +595,13 @@ static int decide(struct actx *x, const uint8_t *cmd_bytes, size_t cmd_len, stru
         return LEDGER_REJ_WRONG_CLUSTER;
     if (ledger_cmd_verify(cmd_bytes, cmd_len) < 0)
         return LEDGER_REJ_BAD_SIG;
+    /* Commands live for a window around apply time; beyond it their
+     * idempotency records may be gone, so they must be refused (genesis has
+     * no window yet: it is refused by EXISTS when replayed). */
+    if (have_genesis && cmd->created_ms < x->now_ms && x->now_ms - cmd->created_ms > x->g.window_ms)
+        return LEDGER_REJ_STALE;
+    if (have_genesis && cmd->created_ms > x->now_ms && cmd->created_ms - x->now_ms > x->g.window_ms)
+        return LEDGER_REJ_FUTURE;
 
     uint8_t cmd_hash[LEDGER_HASH_BYTES];
     crypto_generichash(cmd_hash, sizeof cmd_hash, cmd_bytes, cmd_len, NULL, 0);
@@ -622,7 +634,51 @@ static int decide(struct actx *x, const uint8_t *cmd_bytes, size_t cmd_len, stru
     idem.tx_seq = x->out->tx_seq;
     memcpy(idem.tx_hash, x->out->tx_hash, LEDGER_HASH_BYTES);
     rc = rec_put(x->b, &ik, rec_idem_fields, &idem);
+    if (rc == 0 && cmd->type != LEDGER_CMD_CHARGE) {
+        /* index by age so prune() can forget it; run records are kept */
+        uint8_t be[8 + LEDGER_KEY_BYTES + LEDGER_IDEM_BYTES];
+        be64_put(be, cmd->created_ms);
+        memcpy(be + 8, cmd->author, LEDGER_KEY_BYTES);
+        memcpy(be + 8 + LEDGER_KEY_BYTES, cmd->idem_key, LEDGER_IDEM_BYTES);
+        struct key tk;
+        key_make(&tk, "idemt/", be, sizeof be, NULL, 0);
+        rc = ledger_batch_put(x->b, tk.b, tk.len, NULL, 0);
+    }
     return rc < 0 ? rc : reason;
+}
+
+/*
+ * Forgets up to LEDGER_PRUNE_PER_ENTRY idempotency records whose command left
+ * the window (created_ms + window < now). Safe: such a command, replayed, is
+ * refused as STALE before its record would be consulted, and time never goes
+ * back. Deterministic: it reads the logical state (batch over store).
+ */
+static int prune(struct actx *x)
+{
+    struct key gk;
+    key_str(&gk, "meta/", "genesis");
+    int rc = rec_get(x->s, x->b, &gk, rec_genesis_fields, &x->g);
+    if (rc == NX_ERR_NOT_FOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < LEDGER_PRUNE_PER_ENTRY; i++) {
+        struct key k;
+        if ((rc = merged_first(x->s, x->b, "idemt/", &k)) <= 0)
+            return rc;
+        const size_t pl = 6; /* "idemt/" */
+        if (k.len != pl + 8 + LEDGER_KEY_BYTES + LEDGER_IDEM_BYTES)
+            return NX_ERR_CORRUPT;
+        uint64_t created = be64_get(k.b + pl);
+        if (x->now_ms <= created || x->now_ms - created <= x->g.window_ms)
+            return 0; /* the oldest is still inside the window */
+        struct key ik;
+        key_make(&ik, "idem/", k.b + pl + 8, LEDGER_KEY_BYTES + LEDGER_IDEM_BYTES, NULL, 0);
+        if ((rc = ledger_batch_del(x->b, k.b, k.len)) < 0 ||
+            (rc = ledger_batch_del(x->b, ik.b, ik.len)) < 0)
+            return rc;
+    }
+    return 0;
 }
 
 void ledger_init(struct ledger *l, struct ledger_store *store)
@@ -661,6 +717,8 @@ int ledger_apply(struct ledger *l, const uint8_t *entry, size_t len, uint64_t ra
             return reason;
     }
     out->reason = reason;
+    if ((rc = prune(&x)) < 0)
+        return rc;
 
     struct ledger_audit a;
     memset(&a, 0, sizeof a);
@@ -702,6 +760,8 @@ static const char *const REASONS[LEDGER_REJ__COUNT] = {
     [LEDGER_REJ_DEPRECATED] = "agent version deprecated",
     [LEDGER_REJ_BAD_VALUE] = "bad value",
     [LEDGER_REJ_UNKNOWN_TENANT] = "unknown tenant",
+    [LEDGER_REJ_STALE] = "command older than the command window",
+    [LEDGER_REJ_FUTURE] = "command dated beyond the command window",
 };
 
 const char *ledger_reason_str(int reason)

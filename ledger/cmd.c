@@ -36,6 +36,7 @@ static void body_fields(struct codec *c, uint8_t type, struct ledger_cmd *cmd)
     switch (type) {
     case LEDGER_CMD_GENESIS:
         f_fixed(c, cmd->u.genesis.first_node, LEDGER_KEY_BYTES);
+        f_u64(c, &cmd->u.genesis.window_ms);
         break;
     case LEDGER_CMD_NODE_ADMIT:
         f_fixed(c, cmd->u.admit.node, LEDGER_KEY_BYTES);

@@ -18,8 +18,10 @@
  *   perm/<key32><action>/<resource>   empty value
  *   tx/<u64 BE seq>         transaction bytes | prev hash | hash
  *   idem/<scope32><key32>   struct rec_idem
+ *   idemt/<u64 BE created_ms><author32><key32>   empty: idem records by age, for pruning
  *   audit/<u64 BE index>    struct ledger_audit
  * Big-endian numbers in keys keep the iteration order numeric.
+ * (meta/genesis also carries the command window, u64 ms.)
  */
 #ifndef NX_LEDGER_INTERNAL_H
 #define NX_LEDGER_INTERNAL_H
@@ -50,6 +52,7 @@ void key_u64(struct key *k, const char *prefix, uint64_t v);
 struct rec_genesis {
     uint8_t cluster_id[LEDGER_CLUSTER_ID_BYTES];
     uint8_t operator_pk[LEDGER_KEY_BYTES];
+    uint64_t window_ms;
 };
 struct rec_head {
     uint64_t seq;
@@ -115,6 +118,10 @@ int meta_u64_get(struct ledger_store *store, const struct ledger_batch *batch, c
  * neither; <0 on a store error. */
 int perm_granted(struct ledger_store *store, const struct ledger_batch *batch,
                  const uint8_t *subject, const char *action, const char *resource);
+/* The first key under prefix in the logical state (the batch over the store,
+ * tombstones hiding store keys). 1 and *out set, 0 when none, <0 on error. */
+int merged_first(struct ledger_store *store, const struct ledger_batch *batch, const char *prefix,
+                 struct key *out) NX_MUST_USE;
 /* agent/<name>/<version> */
 void key_agent(struct key *k, const char *name, const char *version);
 int rec_put(struct ledger_batch *batch, const struct key *k, rec_fields_fn fields,

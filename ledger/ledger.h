@@ -49,6 +49,11 @@
 #define LEDGER_CMD_HEADER_BYTES 112
 #define LEDGER_ENTRY_HEADER_BYTES 16
 #define LEDGER_REASON_TEXT_BYTES 256
+/* Default command window: a command whose created_ms is further than this from
+ * the apply time is refused (STALE / FUTURE), which lets the state machine
+ * forget idempotency records older than the window. Genesis may set another. */
+#define LEDGER_CMD_WINDOW_MS (24ull * 3600 * 1000)
+#define LEDGER_PRUNE_PER_ENTRY 4 /* idempotency records forgotten per applied entry, at most */
 
 /* ---- storage seam ------------------------------------------------------- */
 
@@ -129,6 +134,7 @@ enum ledger_cmd_type {
 
 struct ledger_cmd_genesis {
     uint8_t first_node[LEDGER_KEY_BYTES]; /* admitted at genesis; all zero: none */
+    uint64_t window_ms;                   /* command window; 0: LEDGER_CMD_WINDOW_MS */
 };
 struct ledger_cmd_node_admit {
     uint8_t node[LEDGER_KEY_BYTES];
@@ -330,7 +336,9 @@ enum ledger_reason {
     LEDGER_REJ_DEPRECATED = 19,
     LEDGER_REJ_BAD_VALUE = 20, /* zero amount, replicas over the limit, self transfer */
     LEDGER_REJ_UNKNOWN_TENANT = 21,
-    LEDGER_REJ__COUNT = 22
+    LEDGER_REJ_STALE = 22,  /* created_ms older than the command window */
+    LEDGER_REJ_FUTURE = 23, /* created_ms further ahead than the command window */
+    LEDGER_REJ__COUNT = 24
 };
 
 const char *ledger_reason_str(int reason);

@@ -42,6 +42,7 @@ void rec_genesis_fields(struct codec *c, void *rec)
     struct rec_genesis *r = rec;
     f_fixed(c, r->cluster_id, LEDGER_CLUSTER_ID_BYTES);
     f_fixed(c, r->operator_pk, LEDGER_KEY_BYTES);
+    f_u64(c, &r->window_ms);
 }
 
 void rec_head_fields(struct codec *c, void *rec)
@@ -283,4 +284,61 @@ int perm_granted(struct ledger_store *store, const struct ledger_batch *batch,
             return rc;
     }
     return 0;
+}
+
+struct first {
+    const struct ledger_batch *batch;
+    struct key *out;
+    bool found;
+};
+
+static int first_store(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                       size_t val_len)
+{
+    (void)val;
+    (void)val_len;
+    struct first *f = arg;
+    if (f->batch->map) {
+        struct mm_node *n = mm_find(f->batch->map, key, key_len);
+        if (n && !n->val)
+            return 0; /* deleted in the batch: not in the logical state */
+    }
+    if (key_len > LEDGER_MAX_KEY_BYTES)
+        return NX_ERR_CORRUPT;
+    memcpy(f->out->b, key, key_len);
+    f->out->len = key_len;
+    f->found = true;
+    return 1;
+}
+
+static int first_batch(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                       size_t val_len)
+{
+    return val ? first_store(arg, key, key_len, val, val_len) : 0;
+}
+
+int merged_first(struct ledger_store *store, const struct ledger_batch *batch, const char *prefix,
+                 struct key *out)
+{
+    struct key from_store, from_batch;
+    struct first fs = {batch, &from_store, false}, fb = {batch, &from_batch, false};
+    size_t pl = strlen(prefix);
+    int rc = store->ops->iter(store->ctx, (const uint8_t *)prefix, pl, first_store, &fs);
+    if (rc < 0)
+        return rc;
+    if (batch->map && (rc = mm_iter(batch->map, (const uint8_t *)prefix, pl, first_batch, &fb)) < 0)
+        return rc;
+    if (!fs.found && !fb.found)
+        return 0;
+    const struct key *pick = &from_batch;
+    if (fs.found && fb.found) {
+        size_t n = from_store.len < from_batch.len ? from_store.len : from_batch.len;
+        int c = memcmp(from_store.b, from_batch.b, n);
+        if (c < 0 || (c == 0 && from_store.len < from_batch.len))
+            pick = &from_store;
+    } else if (fs.found) {
+        pick = &from_store;
+    }
+    *out = *pick;
+    return 1;
 }

@@ -16,11 +16,14 @@
  *   - no command applied twice: (author, idempotency key) unique in the tx log,
  *     a run charged at most once;
  *   - every accepted transaction is in the log at the position it was given;
- *   - one audit record per entry, applied or rejected.
+ *   - one audit record per entry, applied or rejected;
+ *   - the idempotency age index matches the records, and pruning happened
+ *     (genesis sets a 4 s command window; old resubmissions go stale).
  *
  *   NX_SIM_SEED=123 sim_ledger   replays one seed
  *   NX_SIM_SEEDS=N sim_ledger    runs seeds 1..N
  *   NX_SIM_QUICK=1               fewer seeds and steps (also in ASan builds)
+ *   NX_SIM_HIST=1                print how many entries got each result
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -46,6 +49,7 @@
 #define SIM_NODES 3
 #define SIM_REPLICAS 4 /* the last one starts from a snapshot */
 #define SIM_MAX_ENTRIES 1024
+#define SIM_WINDOW_MS 4000 /* a run spans about 20 s of proposer time */
 
 struct entry_meta {
     uint8_t type;
@@ -63,7 +67,7 @@ struct sim {
     size_t n;
     struct ledger_result res[SIM_REPLICAS][SIM_MAX_ENTRIES + 1];
     struct ledger_store *stores[SIM_REPLICAS];
-    uint64_t crashes, redeliveries, accepted;
+    uint64_t crashes, redeliveries, accepted, pruned;
     char *why;
     size_t why_cap;
 };
@@ -100,8 +104,11 @@ static void push_copy(struct sim *s, size_t from, bool corrupt)
     uint8_t *e = malloc(s->lens[from]);
     NX_ASSERT(e);
     memcpy(e, s->entries[from], s->lens[from]);
-    if (corrupt)
-        e[nx_rng_below(&s->rng, s->lens[from])] ^= (uint8_t)(1 + nx_rng_below(&s->rng, 255));
+    if (corrupt) { /* in the command: the entry header is the leader's, Raft keeps it intact */
+        size_t at = LEDGER_ENTRY_HEADER_BYTES +
+                    nx_rng_below(&s->rng, s->lens[from] - LEDGER_ENTRY_HEADER_BYTES);
+        e[at] ^= (uint8_t)(1 + nx_rng_below(&s->rng, 255));
+    }
     s->entries[s->n] = e;
     s->lens[s->n] = s->lens[from];
     s->meta[s->n] = s->meta[from];
@@ -127,6 +134,8 @@ static void gen_setup(struct sim *s)
     struct ledger_cmd c;
     fx_cmd(g, &c, LEDGER_CMD_GENESIS, &g->op);
     memcpy(c.u.genesis.first_node, s->nodes[0].pk, LEDGER_KEY_BYTES);
+    c.u.genesis.window_ms =
+        SIM_WINDOW_MS; /* short, so old resubmissions go stale and records are pruned */
     push(s, &c, g->op.sk);
     fx_cmd(g, &c, LEDGER_CMD_TENANT_CREATE, &g->op);
     strcpy(c.u.tenant.name, "t");
@@ -353,6 +362,47 @@ static int count_audit(void *arg, const struct ledger_audit *a)
     return 0;
 }
 
+struct idemcheck {
+    struct ledger_store *store;
+    uint64_t count;
+    bool dangling;
+};
+
+/* Every age-index entry idemt/<created><author><key> has its idem/<author><key>. */
+static int count_idemt(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                       size_t val_len)
+{
+    (void)val;
+    (void)val_len;
+    struct idemcheck *ic = arg;
+    ic->count++;
+    uint8_t k[5 + 64], v[LEDGER_MAX_VALUE_BYTES];
+    size_t len;
+    if (key_len != 6 + 8 + 64)
+        return -1;
+    memcpy(k, "idem/", 5);
+    memcpy(k + 5, key + 14, 64);
+    if (ic->store->ops->get(ic->store->ctx, k, sizeof k, v, sizeof v, &len) != 0)
+        ic->dangling = true;
+    return 0;
+}
+
+static bool records_idem(const struct ledger_result *r)
+{
+    switch (r->reason) {
+    case LEDGER_REJ_MALFORMED:
+    case LEDGER_REJ_WRONG_CLUSTER:
+    case LEDGER_REJ_BAD_SIG:
+    case LEDGER_REJ_NO_GENESIS:
+    case LEDGER_REJ_STALE:
+    case LEDGER_REJ_FUTURE:
+    case LEDGER_REJ_IDEM_CONFLICT:
+        return false;
+    default:
+        return !r->duplicate && r->type != LEDGER_CMD_CHARGE;
+    }
+}
+
 static int check(struct sim *s)
 {
     uint8_t h0[32], h[32];
@@ -375,6 +425,16 @@ static int check(struct sim *s)
     if (ledger_verify(&l, why, sizeof why) != 0)
         return sim_fail(s, "verify: %s", why);
 
+    struct idemcheck ic = {s->stores[0], 0, false};
+    uint64_t written = 0;
+    for (size_t idx = 1; idx <= s->n; idx++)
+        written += records_idem(&s->res[0][idx]);
+    if (s->stores[0]->ops->iter(s->stores[0]->ctx, (const uint8_t *)"idemt/", 6, count_idemt, &ic) <
+            0 ||
+        ic.dangling || ic.count > written)
+        return sim_fail(s, "idempotency index: %" PRIu64 " entries for %" PRIu64 " records%s",
+                        ic.count, written, ic.dangling ? ", some dangling" : "");
+    s->pruned = written - ic.count;
     struct auditcheck ac = {0, true};
     if (ledger_audit_foreach(&l, count_audit, &ac) < 0 || !ac.in_order || ac.count != s->n)
         return sim_fail(s, "audit log has %" PRIu64 " records for %zu entries", ac.count, s->n);
@@ -464,6 +524,14 @@ static int run_seed(uint64_t seed, bool quick, char *why, size_t why_cap, struct
         rc = replica_run(s, r, &rr[r], s->n);
     if (rc == 0)
         rc = check(s);
+    if (getenv("NX_SIM_HIST")) {
+        int hist[LEDGER_REJ__COUNT] = {0};
+        for (size_t i = 1; i <= s->n; i++)
+            hist[s->res[0][i].reason]++;
+        for (int i = 0; i < LEDGER_REJ__COUNT; i++)
+            if (hist[i])
+                printf("  %-48s %d\n", ledger_reason_str(i), hist[i]);
+    }
 out:
     free(snap.p);
     for (int r = 0; r < SIM_REPLICAS; r++)
@@ -490,7 +558,7 @@ static void seeds_keep_replicas_identical_and_the_ledger_consistent(void **state
     uint64_t count = one ? 1 : env_u64("NX_SIM_SEEDS", quick ? SIM_QUICK_SEEDS : SIM_DEFAULT_SEEDS);
     struct sim *s = malloc(sizeof *s);
     NX_ASSERT(s);
-    uint64_t failures = 0, crashes = 0, redeliveries = 0, entries = 0, accepted = 0;
+    uint64_t failures = 0, crashes = 0, redeliveries = 0, entries = 0, accepted = 0, pruned = 0;
     for (uint64_t seed = first; seed < first + count; seed++) {
         char why[512];
         if (run_seed(seed, quick, why, sizeof why, s) < 0) {
@@ -502,13 +570,15 @@ static void seeds_keep_replicas_identical_and_the_ledger_consistent(void **state
         redeliveries += s->redeliveries;
         entries += s->n;
         accepted += s->accepted;
+        pruned += s->pruned;
     }
     printf("sim_ledger: %" PRIu64 " seeds, %" PRIu64 " entries, %" PRIu64
            " accepted transactions, %" PRIu64 " crashes before commit, %" PRIu64
-           " re-deliveries, %" PRIu64 " failed\n",
-           count, entries, accepted, crashes, redeliveries, failures);
+           " re-deliveries, %" PRIu64 " idempotency records pruned, %" PRIu64 " failed\n",
+           count, entries, accepted, crashes, redeliveries, pruned, failures);
     free(s);
     assert_int_equal(failures, 0);
+    assert_true(pruned > 0); /* the window is short enough for pruning to happen */
 }
 
 static void same_seed_gives_the_same_log(void **state)

@@ -308,6 +308,62 @@ static void reused_idempotency_key_answers_the_original_result(void **state)
     fx_free(&f);
 }
 
+static void stale_and_future_commands_are_rejected(void **state)
+{
+    (void)state;
+    struct fx f;
+    setup_money(&f);
+    struct ledger_cmd c;
+    f.time_ms += 2 * LEDGER_CMD_WINDOW_MS;
+    fx_transfer_cmd(&f, &c, &alice_key, "alice", "bob", 1);
+    c.created_ms = f.time_ms - LEDGER_CMD_WINDOW_MS - 1;
+    assert_int_equal(fx_submit(&f, &c, alice_key.sk, NULL), LEDGER_REJ_STALE);
+    c.created_ms = f.time_ms + LEDGER_CMD_WINDOW_MS + 1;
+    assert_int_equal(fx_submit(&f, &c, alice_key.sk, NULL), LEDGER_REJ_FUTURE);
+    c.created_ms = f.time_ms - LEDGER_CMD_WINDOW_MS;
+    assert_int_equal(fx_submit(&f, &c, alice_key.sk, NULL), LEDGER_OK);
+    assert_int_equal(balance(&f, "bob"), 1);
+    fx_free(&f);
+}
+
+static bool idem_present(struct fx *f, const struct ledger_cmd *c)
+{
+    uint8_t key[5 + 64], val[LEDGER_MAX_VALUE_BYTES];
+    size_t len;
+    memcpy(key, "idem/", 5);
+    memcpy(key + 5, c->author, 32);
+    memcpy(key + 37, c->idem_key, 32);
+    return f->store->ops->get(f->store->ctx, key, sizeof key, val, sizeof val, &len) == 0;
+}
+
+static void
+idempotency_records_are_forgotten_after_the_window_and_replays_stay_refused(void **state)
+{
+    (void)state;
+    struct fx f;
+    setup_money(&f);
+    struct ledger_cmd c;
+    fx_transfer_cmd(&f, &c, &alice_key, "alice", "bob", 10);
+    size_t len;
+    uint8_t *e = fx_entry(&f, &c, alice_key.sk, &len);
+    assert_int_equal(fx_apply_entry(&f, e, len, NULL), LEDGER_OK);
+    assert_true(idem_present(&f, &c));
+    f.time_ms += LEDGER_CMD_WINDOW_MS / 2;
+    assert_int_equal(fx_mint(&f, &f.op, "alice", 1), LEDGER_OK);
+    assert_true(idem_present(&f, &c)); /* inside the window: kept */
+    f.time_ms += LEDGER_CMD_WINDOW_MS; /* every setup command and the transfer left it */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(fx_mint(&f, &f.op, "alice", 1), LEDGER_OK);
+    assert_false(idem_present(&f, &c));
+    /* the same signed transfer again: refused as stale, not applied a second time */
+    struct ledger_result r;
+    assert_int_equal(fx_apply_entry(&f, e, len, &r), LEDGER_REJ_STALE);
+    free(e);
+    assert_int_equal(balance(&f, "bob"), 10);
+    assert_verifies(&f);
+    fx_free(&f);
+}
+
 static void unknown_account_is_rejected(void **state)
 {
     (void)state;
@@ -971,6 +1027,9 @@ int main(void)
         cmocka_unit_test(overdraft_is_rejected),
         cmocka_unit_test(transfer_not_signed_by_payer_needs_a_grant),
         cmocka_unit_test(reused_idempotency_key_answers_the_original_result),
+        cmocka_unit_test(stale_and_future_commands_are_rejected),
+        cmocka_unit_test(
+            idempotency_records_are_forgotten_after_the_window_and_replays_stay_refused),
         cmocka_unit_test(unknown_account_is_rejected),
         cmocka_unit_test(amount_overflow_is_rejected),
         cmocka_unit_test(zero_and_self_transfers_are_rejected),
