@@ -951,6 +951,8 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 {
     const struct raft_snapshot *s = &m->snapshot;
     struct raft_msg *resp;
+    if (s->term > m->term)
+        return; /* no correct leader sends a snapshot of a later term than its own */
     if (r->rx_active && r->rx.index <= r->commit)
         rx_reset(r); /* caught up another way */
     if (s->index <= r->commit) {
