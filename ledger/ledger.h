@@ -473,7 +473,8 @@ bool ledger_perm_granted(const struct ledger *l, const uint8_t subject[LEDGER_KE
 
 /*
  * Recomputes the hash chain and every balance from the transaction log and
- * compares them with the stored state. 0 when everything matches; else
+ * compares them with the stored state (and checks that every idempotency
+ * record the age index names exists). 0 when everything matches; else
  * NX_ERR_CORRUPT with the first mismatch described in why (why_cap bytes).
  */
 int ledger_verify(const struct ledger *l, char *why, size_t why_cap) NX_MUST_USE;

@@ -288,6 +288,34 @@ static int first_leftover(void *arg, const uint8_t *key, size_t key_len, const u
     return NX_ERR_CORRUPT;
 }
 
+struct idem_walk {
+    const struct ledger *l;
+    struct verify *v;
+};
+
+/* Every age-index entry idemt/<created><author><key> has its idem/<author><key>. */
+static int verify_idemt(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                        size_t val_len)
+{
+    (void)val;
+    (void)val_len;
+    struct idem_walk *w = arg;
+    const size_t pl = 6, tail = LEDGER_KEY_BYTES + LEDGER_IDEM_BYTES;
+    if (key_len != pl + 8 + tail)
+        return fail(w->v, "malformed idempotency index key of %zu bytes", key_len);
+    struct key k;
+    key_make(&k, "idem/", key + pl + 8, tail, NULL, 0);
+    struct rec_idem r;
+    int rc = rec_get(w->l->store, NULL, &k, rec_idem_fields, &r);
+    if (rc == NX_ERR_NOT_FOUND || rc == NX_ERR_CORRUPT) {
+        char hex[2 * LEDGER_IDEM_BYTES + 1];
+        nx_hex_encode(hex, key + pl + 8 + LEDGER_KEY_BYTES, LEDGER_IDEM_BYTES);
+        return fail(w->v, "idempotency record %s is %s", hex,
+                    rc == NX_ERR_NOT_FOUND ? "indexed but missing" : "corrupt");
+    }
+    return rc;
+}
+
 int ledger_verify(const struct ledger *l, char *why, size_t why_cap)
 {
     struct verify v;
@@ -311,6 +339,10 @@ int ledger_verify(const struct ledger *l, char *why, size_t why_cap)
     if ((rc = ledger_accounts_foreach(l, verify_account, &v)) < 0)
         goto out;
     if ((rc = mm_iter(&v.balances, (const uint8_t *)"", 0, first_leftover, &v)) < 0)
+        goto out;
+    struct idem_walk iw = {l, &v};
+    if ((rc = l->store->ops->iter(l->store->ctx, (const uint8_t *)"idemt/", 6, verify_idemt, &iw)) <
+        0)
         goto out;
     if (supply != v.minted)
         rc =

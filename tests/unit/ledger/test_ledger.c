@@ -819,7 +819,7 @@ static void join_string_round_trips(void **state)
 
 /* ---- verify and snapshots -------------------------------------------------- */
 
-static void verify_reports_a_tampered_balance_and_a_tampered_tx(void **state)
+static void verify_reports_a_tampered_balance_tx_or_idempotency_record(void **state)
 {
     (void)state;
     struct fx f;
@@ -851,6 +851,21 @@ static void verify_reports_a_tampered_balance_and_a_tampered_tx(void **state)
     assert_int_equal(f.store->ops->put(f.store->ctx, key, sizeof key, val, len), 0);
     assert_int_equal(ledger_verify(&f.l, why, sizeof why), NX_ERR_CORRUPT);
     assert_non_null(strstr(why, "tx 2"));
+    fx_free(&f);
+
+    /* an idempotency record gone missing */
+    setup_money(&f);
+    struct ledger_cmd c;
+    fx_transfer_cmd(&f, &c, &alice_key, "alice", "bob", 10);
+    assert_int_equal(fx_submit(&f, &c, alice_key.sk, NULL), LEDGER_OK);
+    assert_verifies(&f);
+    uint8_t ik[5 + 64];
+    memcpy(ik, "idem/", 5);
+    memcpy(ik + 5, c.author, 32);
+    memcpy(ik + 37, c.idem_key, 32);
+    assert_int_equal(f.store->ops->del(f.store->ctx, ik, sizeof ik), 0);
+    assert_int_equal(ledger_verify(&f.l, why, sizeof why), NX_ERR_CORRUPT);
+    assert_non_null(strstr(why, "indexed but missing"));
     fx_free(&f);
 }
 
@@ -1050,7 +1065,7 @@ int main(void)
         cmocka_unit_test(joiner_builds_its_admit_from_the_join_string),
         cmocka_unit_test(new_tokens_come_from_the_random_bytes),
         cmocka_unit_test(join_string_round_trips),
-        cmocka_unit_test(verify_reports_a_tampered_balance_and_a_tampered_tx),
+        cmocka_unit_test(verify_reports_a_tampered_balance_tx_or_idempotency_record),
         cmocka_unit_test(snapshot_installs_the_same_state_and_refuses_a_corrupt_stream),
         cmocka_unit_test(store_iterates_a_prefix_in_order_and_deletes),
         cmocka_unit_test(transfer_bytes_match_the_documented_test_vector),
