@@ -3,6 +3,7 @@ HTTP API auth, two nodes pinging over CURVE with signed envelopes, an
 untrusted node refused at the transport, and kill -9 keeping the identity."""
 import json
 import os
+import urllib.error
 import stat
 import time
 import unittest
@@ -130,6 +131,33 @@ class ApiTest(unittest.TestCase):
         self.assertIn('error', body)
         code, body = self.n.request('POST', '/v1/status', body={})
         self.assertEqual(code, 405)
+
+    def test_oversized_body_is_refused_with_413(self):
+        import urllib.request
+        req = urllib.request.Request('http://%s/v1/status' % self.n.api, method='POST',
+                                     data=b'x' * (2 << 20))
+        req.add_header('Authorization', 'Bearer ' + self.n.token)
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            self.fail('accepted a 2 MiB body')
+        except urllib.error.HTTPError as e:
+            self.assertEqual(e.code, 413)
+            self.assertIn('larger than', json.loads(e.read())['error'])
+        self.assertTrue(self.n.health())
+
+    def test_garbage_on_the_api_port_does_not_hurt_the_node(self):
+        import socket
+        host, port = self.n.api.split(':')
+        for junk in (b'\x00' * 1000, b'GET / HTTP/9.9\r\n\r\n', b'\xff\xfe' * 5000,
+                     b'POST /v1/kv/x HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n'):
+            with socket.create_connection((host, int(port)), timeout=5) as s:
+                s.sendall(junk)
+                s.shutdown(socket.SHUT_WR)
+                try:
+                    s.recv(4096)
+                except OSError:
+                    pass
+        self.assertTrue(self.n.health())
 
     def test_cli_status_reads_token_from_data_dir(self):
         r = run('status', '--api', self.n.api, '--data-dir', self.n.data_dir, '--json')
