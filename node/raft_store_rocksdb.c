@@ -27,6 +27,7 @@
 #define KEY_SNAP_DATA "snap_data"
 #define KEY_APPLIED "applied"
 #define SNAP_META_MAX_BYTES 1024
+#define RAFT_STORE_MAX_POINT_DELETES 4096 /* longer conflicting suffixes: one range delete */
 
 static const char *const cf_names[RAFT_STORE_CF_COUNT] = {
     "default", "raft_log", "raft_state", "kv", "registry", "ledger", "blobs", "local",
@@ -43,6 +44,8 @@ struct raft_store {
     uint64_t unsynced;
     struct raft_hard_state last_hs; /* last hard state written or loaded */
     bool have_hs;
+    uint64_t last_index; /* last stored entry (or snapshot) index, when have_last */
+    bool have_last;
 };
 
 /* ---- CRC-32C ------------------------------------------------------------ */
@@ -257,6 +260,33 @@ static void batch_delete_log(struct raft_store *s, rocksdb_writebatch_t *wb, uin
                                        (const char *)b, 8);
 }
 
+/*
+ * Removes stored entries that new entries [first, new_last] do not overwrite:
+ * (new_last, last]. Appends past the end (the common case) delete nothing.
+ * Point deletes, not a range delete per write: thousands of range tombstones
+ * make RocksDB iteration and WAL recovery very slow. Without a known last
+ * index (a store not loaded yet) it falls back to one range delete.
+ */
+static void batch_truncate_suffix(struct raft_store *s, rocksdb_writebatch_t *wb, uint64_t first,
+                                  uint64_t new_last)
+{
+    if (!s->have_last) {
+        batch_delete_log(s, wb, first, UINT64_MAX);
+        return;
+    }
+    if (s->last_index <= new_last)
+        return;
+    if (s->last_index - new_last > RAFT_STORE_MAX_POINT_DELETES) {
+        batch_delete_log(s, wb, new_last + 1, UINT64_MAX);
+        return;
+    }
+    for (uint64_t i = new_last + 1; i <= s->last_index; i++) {
+        uint8_t key[8];
+        log_key(key, i);
+        rocksdb_writebatch_delete_cf(wb, s->cf[RAFT_STORE_CF_LOG], (const char *)key, 8);
+    }
+}
+
 static int batch_entry(struct raft_store *s, rocksdb_writebatch_t *wb, const struct raft_entry *e)
 {
     uint8_t key[8];
@@ -294,7 +324,8 @@ int raft_store_persist(struct raft_store *s, const struct raft_ready *rd)
         batch_delete_log(s, wb, 0, UINT64_MAX);
     }
     if (rd->n_entries > 0) {
-        batch_delete_log(s, wb, rd->entries[0].index, UINT64_MAX);
+        uint64_t first = rd->entries[0].index, new_last = rd->entries[rd->n_entries - 1].index;
+        batch_truncate_suffix(s, wb, first, new_last);
         for (size_t i = 0; i < rd->n_entries && rc == NX_OK; i++)
             rc = batch_entry(s, wb, &rd->entries[i]);
         if (rc != NX_OK)
@@ -315,6 +346,12 @@ int raft_store_persist(struct raft_store *s, const struct raft_ready *rd)
             sync = true;
     }
     rc = raft_store_write(s, wb, sync);
+    if (rc == NX_OK && s->have_last) {
+        if (rd->snapshot)
+            s->last_index = rd->snapshot->index;
+        if (rd->n_entries > 0)
+            s->last_index = rd->entries[rd->n_entries - 1].index;
+    }
     if (rc == NX_OK && rd->has_hard_state) {
         s->last_hs = rd->hard_state;
         s->have_hs = true;
@@ -349,6 +386,8 @@ int raft_store_bootstrap(struct raft_store *s, const struct raft_conf *conf)
         if (rc == NX_OK) {
             s->last_hs = hs;
             s->have_hs = true;
+            s->last_index = 0;
+            s->have_last = true;
         }
     }
     rocksdb_writebatch_destroy(wb);
@@ -363,6 +402,8 @@ int raft_store_compact(struct raft_store *s, uint64_t index, uint64_t term,
     if (rc == NX_OK) {
         batch_delete_log(s, wb, 0, index + 1);
         rc = raft_store_write(s, wb, true);
+        if (rc == NX_OK && s->have_last && index > s->last_index)
+            s->last_index = index;
     }
     rocksdb_writebatch_destroy(wb);
     return rc;
@@ -590,6 +631,8 @@ int raft_store_load(struct raft_store *s, struct raft_store_boot *out, char *err
     s->last_hs = *hs;
     s->have_hs = true;
     uint64_t last = out->boot.snapshot.index + out->boot.n_entries;
+    s->last_index = last;
+    s->have_last = true;
     if (hs->commit > last) {
         snprintf(err, cap,
                  "storage corrupt: commit index %llu is past the last stored entry %llu "

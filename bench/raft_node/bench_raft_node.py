@@ -81,6 +81,17 @@ def rocksdb_baseline(workdir):
     return res
 
 
+def c_load(leader, conc, seconds):
+    """The same load from bench_kv_load (libcurl multi): (rate, p50_us, p99_us, errors)."""
+    prog = os.path.join(os.path.dirname(os.path.abspath(NEXUS)), 'bench', 'bench_kv_load')
+    if not os.path.exists(prog):
+        return None
+    out = subprocess.run([prog, leader.api, leader.token, str(conc), str(seconds)],
+                         stdout=subprocess.PIPE, text=True, check=True).stdout
+    kv = dict(f.split('=') for f in out.split()[1:])
+    return float(kv['rate']), float(kv['p50_us']), float(kv['p99_us']), int(kv['errors'])
+
+
 def failover_trials(nodes, n):
     took = []
     for _ in range(n):
@@ -122,6 +133,7 @@ def main():
             results[conc] = (rate, pct(lats, 50) * 1e6, pct(lats, 99) * 1e6, len(errors),
                              client_cpu, per_sync)
         del cpu0
+        cres = {conc: c_load(leader, conc, SECONDS_PER_LEVEL) for conc in LEVELS}
         db = rocksdb_baseline(c.workdir)
         fo = failover_trials(nodes, FAILOVER_TRIALS)
     finally:
@@ -142,6 +154,12 @@ def main():
                      '1.0', per_sync))
         rows.append(('  non-200 replies; python client CPU (cores)', '%d' % errs,
                      '%.2f' % ccpu, 0.0))
+        cr = cres.get(conc)
+        if cr:
+            rows.append(('  C client (libcurl multi): commits/s (vs python)', '%.0f/s' % cr[0],
+                         '%.0f/s' % rate, cr[0] / max(rate, 1.0)))
+            rows.append(('  C client: p50 / p99 latency (vs python p50)',
+                         '%.0f/%.0fus' % (cr[1], cr[2]), '%.0fus' % p50, cr[1] / max(p50, 1.0)))
     f50, f99 = pct(fo, 50), pct(fo, 99)
     rows.append(('failover after kill -9 p50 (vs election min 300ms)', '%.0fms' % (f50 * 1e3),
                  '300ms', f50 * 1e3 / 300))

@@ -139,6 +139,26 @@ static void conflicting_suffix_is_overwritten(void **state)
     raft_store_boot_free(&b);
 }
 
+static void overwrite_after_load_deletes_the_old_suffix(void **state)
+{
+    struct fixture *f = *state;
+    persist(f, 1, 8, 1, 2);
+    reopen(f);
+    struct raft_store_boot b;
+    char err[256];
+    assert_int_equal(load(f, &b, err, sizeof err), NX_OK); /* the store now knows last = 8 */
+    raft_store_boot_free(&b);
+    persist(f, 4, 5, 2, 2); /* entries 6..8 must go */
+    persist(f, 6, 6, 2, 2); /* a plain append after the overwrite */
+    reopen(f);
+    assert_int_equal(load(f, &b, err, sizeof err), NX_OK);
+    assert_int_equal(b.boot.n_entries, 6);
+    assert_int_equal(b.boot.entries[3].term, 2);
+    assert_int_equal(b.boot.entries[5].index, 6);
+    assert_int_equal(b.boot.entries[5].term, 2);
+    raft_store_boot_free(&b);
+}
+
 static void compaction_keeps_snapshot_and_tail(void **state)
 {
     struct fixture *f = *state;
@@ -368,6 +388,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(new_store_without_bootstrap_has_no_state, setup, teardown),
         cmocka_unit_test_setup_teardown(conflicting_suffix_is_overwritten, setup, teardown),
+        cmocka_unit_test_setup_teardown(overwrite_after_load_deletes_the_old_suffix, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(compaction_keeps_snapshot_and_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(persisted_snapshot_replaces_the_log, setup, teardown),
         cmocka_unit_test_setup_teardown(only_commit_changes_are_written_unsynced, setup, teardown),
