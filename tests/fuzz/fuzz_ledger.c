@@ -14,6 +14,11 @@
  *         as the whole Raft entry
  *   bit1  apply a genesis by the operator first
  *   bit2  replay every entry at the next index right after it
+ *   bit3  snapshot mode instead: the rest is [chunk][stream], a snapshot
+ *         stream that ledger_snapshot_install reads from a source handing
+ *         out chunk % 64 + 1 bytes at a time (all at once for 0xff) into a
+ *         replica after genesis; bit4: the trailing hash is recomputed here,
+ *         so the fuzzer gets past it (a faulty leader can do the same)
  *
  * Invariants (abort = a finding):
  *   - ledger_apply returns 0 (the in-memory store does not fail) and a known
@@ -25,7 +30,11 @@
  *     supply (one idempotency key leads to at most one applied command);
  *   - ledger_cmd_decode either refuses bytes or decodes them so that, when
  *     the author is a harness key and the signature verifies, signing the
- *     decoded command again gives exactly the same bytes (canonical form).
+ *     decoded command again gives exactly the same bytes (canonical form);
+ *   - snapshot: ledger_snapshot_install returns 0 or NX_ERR_CORRUPT and
+ *     changes nothing when it refuses; an installed state written out and
+ *     installed elsewhere writes out the same stream again; queries and
+ *     ledger_apply on whatever was installed do not crash.
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -48,6 +57,10 @@
 #define FLAG_STRUCTURED 0x1u
 #define FLAG_GENESIS 0x2u
 #define FLAG_REPLAY 0x4u
+#define FLAG_SNAPSHOT 0x8u
+#define FLAG_FIX_HASH 0x10u
+#define CHUNK_ALL 0xff
+#define SNAPSHOT_SEEDS 4
 
 struct keys {
     uint8_t pk[N_KEYS][LEDGER_KEY_BYTES];
@@ -334,6 +347,112 @@ static void structured_cmd(struct replicas *r, const uint8_t *p, bool replay)
     sign_and_apply(r, &c, author, replay);
 }
 
+/* ---- snapshot streams -------------------------------------------------------- */
+
+struct stream_in {
+    const uint8_t *p;
+    size_t len, off, chunk;
+};
+
+static int stream_source(void *arg, uint8_t *buf, size_t cap, size_t *got)
+{
+    struct stream_in *in = arg;
+    size_t n = in->len - in->off;
+    if (n > in->chunk)
+        n = in->chunk;
+    if (n > cap)
+        n = cap;
+    memcpy(buf, in->p + in->off, n);
+    in->off += n;
+    *got = n;
+    return 0;
+}
+
+struct stream_out {
+    uint8_t *p; /* owned */
+    size_t len, cap;
+};
+
+static int stream_sink(void *arg, const uint8_t *buf, size_t len)
+{
+    struct stream_out *out = arg;
+    if (out->len + len > out->cap) {
+        out->cap = 2 * (out->len + len);
+        out->p = realloc(out->p, out->cap);
+        NX_ASSERT(out->p);
+    }
+    memcpy(out->p + out->len, buf, len);
+    out->len += len;
+    return 0;
+}
+
+static void snapshot_write(struct ledger_store *store, struct stream_out *out)
+{
+    memset(out, 0, sizeof *out);
+    NX_ASSERT(ledger_snapshot_write(store, stream_sink, out) == NX_OK);
+}
+
+static int snapshot_install(struct ledger_store *store, const uint8_t *p, size_t len, size_t chunk)
+{
+    struct stream_in in = {.p = p, .len = len, .chunk = chunk};
+    return ledger_snapshot_install(store, stream_source, &in);
+}
+
+static void snapshot_mode(struct replicas *r, const uint8_t *p, size_t len, bool fix_hash)
+{
+    if (len < 1)
+        return;
+    size_t chunk = p[0] == CHUNK_ALL ? SIZE_MAX : (size_t)(p[0] % 64 + 1);
+    uint8_t *stream = malloc(len);
+    NX_ASSERT(stream);
+    memcpy(stream, p + 1, len - 1);
+    size_t n = len - 1;
+    if (fix_hash && n >= LEDGER_HASH_BYTES)
+        crypto_generichash(stream + n - LEDGER_HASH_BYTES, LEDGER_HASH_BYTES, stream,
+                           n - LEDGER_HASH_BYTES, NULL, 0);
+    uint64_t seq = tx_seq(&r->l[0]);
+    size_t count = ledger_store_mem_count(r->store[0]);
+    int rc = snapshot_install(r->store[0], stream, n, chunk);
+    NX_ASSERT(rc == NX_OK || rc == NX_ERR_CORRUPT);
+    if (rc != NX_OK) {
+        NX_ASSERT(tx_seq(&r->l[0]) == seq && ledger_store_mem_count(r->store[0]) == count);
+        free(stream);
+        return;
+    }
+    struct stream_out first, second;
+    snapshot_write(r->store[0], &first);
+    NX_ASSERT(snapshot_install(r->store[1], first.p, first.len, SIZE_MAX) == NX_OK);
+    snapshot_write(r->store[1], &second);
+    NX_ASSERT(first.len == second.len && memcmp(first.p, second.p, first.len) == 0);
+    free(first.p);
+    free(second.p);
+    free(stream);
+    /* whatever was installed: queries and one more command must not crash */
+    char why[256];
+    uint64_t v;
+    uint8_t hash[LEDGER_HASH_BYTES];
+    int q = ledger_verify(&r->l[0], why, sizeof why);
+    q |= ledger_supply(&r->l[0], &v) | ledger_tx_head(&r->l[0], &v, hash);
+    q |= ledger_balance(&r->l[0], "a1", &v);
+    (void)q;
+    struct ledger_cmd c;
+    cmd_init(&c, LEDGER_CMD_MINT, 0, 0x77, r->time_ms);
+    set_name(c.u.mint.to, "a1");
+    c.u.mint.amount = 1;
+    uint8_t *cmd, *entry;
+    size_t cmd_len, entry_len;
+    NX_ASSERT(ledger_cmd_build(&c, keys()->sk[0], &cmd, &cmd_len) == NX_OK);
+    NX_ASSERT(ledger_entry_wrap(cmd, cmd_len, r->time_ms, &entry, &entry_len) == NX_OK);
+    struct ledger_batch b;
+    struct ledger_result res;
+    ledger_batch_init(&b);
+    rc = ledger_apply(&r->l[0], entry, entry_len, UINT64_MAX, &b, &res);
+    NX_ASSERT(rc <= 0);
+    ledger_batch_free(&b);
+    free(cmd);
+    free(entry);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
@@ -348,9 +467,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         NX_ASSERT(r.store[i]);
         ledger_init(&r.l[i], r.store[i]);
     }
-    if (flags & FLAG_GENESIS)
+    if (flags & (FLAG_GENESIS | FLAG_SNAPSHOT))
         genesis(&r);
     const uint8_t *p = data + 1, *end = data + size;
+    if (flags & FLAG_SNAPSHOT) {
+        snapshot_mode(&r, p, (size_t)(end - p), flags & FLAG_FIX_HASH);
+        p = end;
+    }
     for (int n = 0; n < MAX_INPUT_CMDS; n++) {
         r.time_ms += STEP_MS;
         if (flags & FLAG_STRUCTURED) {
@@ -403,12 +526,42 @@ static const uint8_t story[][CMD_RECORD_BYTES] = {
     {LEDGER_CMD_TRANSFER - 1, 1, 2, 3, 0, 0, 0, 1, 0, 18}, /* overdraft */
 };
 #define STORY_LEN (sizeof story / sizeof story[0])
-#define SEED_COUNT 24
+#define SEED_COUNT (24 + SNAPSHOT_SEEDS)
+
+/* A snapshot of the state after genesis and the story's first commands. */
+static size_t snapshot_seed(size_t i, uint8_t *buf, size_t cap)
+{
+    struct replicas r;
+    memset(&r, 0, sizeof r);
+    r.time_ms = START_MS;
+    for (int k = 0; k < 2; k++) {
+        r.store[k] = ledger_store_mem_new();
+        NX_ASSERT(r.store[k]);
+        ledger_init(&r.l[k], r.store[k]);
+    }
+    genesis(&r);
+    for (size_t k = 0; k < 2 + i; k++) {
+        r.time_ms += STEP_MS;
+        structured_cmd(&r, story[k], false);
+    }
+    struct stream_out out;
+    snapshot_write(r.store[0], &out);
+    NX_ASSERT(out.len + 2 <= cap);
+    buf[0] = (uint8_t)(FLAG_SNAPSHOT | (i & 1 ? FLAG_FIX_HASH : 0));
+    buf[1] = i & 2 ? CHUNK_ALL : (uint8_t)(7 * i);
+    memcpy(buf + 2, out.p, out.len);
+    free(out.p);
+    for (int k = 0; k < 2; k++)
+        ledger_store_mem_free(r.store[k]);
+    return out.len + 2;
+}
 
 size_t fuzz_seed(size_t i, uint8_t *buf, size_t cap)
 {
     if (i >= SEED_COUNT)
         return 0;
+    if (i >= SEED_COUNT - SNAPSHOT_SEEDS)
+        return snapshot_seed(i - (SEED_COUNT - SNAPSHOT_SEEDS), buf, cap);
     size_t n = 0;
     if (i < 16) {
         /* the story, from a later start each time, with genesis and replay flags */
