@@ -28,6 +28,9 @@ class RaftMembersTest(unittest.TestCase):
             b.start(*g, peers=[a])
             d.start(*g, peers=[a])
             self.assertEqual(raft_status(b)['voters'], [])  # waiting to be added
+            b.kill9()  # a waiting node restarts fine and still waits
+            b.start(*g, peers=[a])
+            self.assertEqual(raft_status(b)['voters'], [])
             self.assertEqual(http(a, 'PUT', kv_path('before'), b'1')[0], 200)
 
             code, body = add(a, b, 'learner')
