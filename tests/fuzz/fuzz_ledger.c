@@ -96,6 +96,23 @@ struct replicas {
     uint64_t time_ms;
 };
 
+static void replicas_init(struct replicas *r)
+{
+    memset(r, 0, sizeof *r);
+    r->time_ms = START_MS;
+    for (int i = 0; i < 2; i++) {
+        r->store[i] = ledger_store_mem_new();
+        NX_ASSERT(r->store[i]);
+        ledger_init(&r->l[i], r->store[i]);
+    }
+}
+
+static void replicas_free(struct replicas *r)
+{
+    for (int i = 0; i < 2; i++)
+        ledger_store_mem_free(r->store[i]);
+}
+
 static void check_same_state(struct replicas *r)
 {
     uint64_t seq[2];
@@ -460,13 +477,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t flags = data[0];
     bool replay = flags & FLAG_REPLAY;
     struct replicas r;
-    memset(&r, 0, sizeof r);
-    r.time_ms = START_MS;
-    for (int i = 0; i < 2; i++) {
-        r.store[i] = ledger_store_mem_new();
-        NX_ASSERT(r.store[i]);
-        ledger_init(&r.l[i], r.store[i]);
-    }
+    replicas_init(&r);
     if (flags & (FLAG_GENESIS | FLAG_SNAPSHOT))
         genesis(&r);
     const uint8_t *p = data + 1, *end = data + size;
@@ -496,8 +507,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             apply_entry(&r, p, len, replay);
         p += len;
     }
-    for (int i = 0; i < 2; i++)
-        ledger_store_mem_free(r.store[i]);
+    replicas_free(&r);
     return 0;
 }
 
@@ -532,13 +542,7 @@ static const uint8_t story[][CMD_RECORD_BYTES] = {
 static size_t snapshot_seed(size_t i, uint8_t *buf, size_t cap)
 {
     struct replicas r;
-    memset(&r, 0, sizeof r);
-    r.time_ms = START_MS;
-    for (int k = 0; k < 2; k++) {
-        r.store[k] = ledger_store_mem_new();
-        NX_ASSERT(r.store[k]);
-        ledger_init(&r.l[k], r.store[k]);
-    }
+    replicas_init(&r);
     genesis(&r);
     for (size_t k = 0; k < 2 + i; k++) {
         r.time_ms += STEP_MS;
@@ -551,8 +555,7 @@ static size_t snapshot_seed(size_t i, uint8_t *buf, size_t cap)
     buf[1] = i & 2 ? CHUNK_ALL : (uint8_t)(7 * i);
     memcpy(buf + 2, out.p, out.len);
     free(out.p);
-    for (int k = 0; k < 2; k++)
-        ledger_store_mem_free(r.store[k]);
+    replicas_free(&r);
     return out.len + 2;
 }
 
