@@ -18,6 +18,19 @@ static void print_status_text(json_t *st)
     printf("uptime:     %llds\n", (long long)json_integer_value(json_object_get(st, "uptime_s")));
     printf("peers:      %lld connected\n",
            (long long)json_integer_value(json_object_get(st, "peer_count")));
+    json_t *raft = json_object_get(st, "raft");
+    if (json_is_object(raft)) {
+        const char *leader = json_string_value(json_object_get(raft, "leader"));
+        printf("raft:       %s, term %lld, leader %.16s, commit %lld, applied %lld, %zu voters, "
+               "%zu learners\n",
+               json_string_value(json_object_get(raft, "role")),
+               (long long)json_integer_value(json_object_get(raft, "term")),
+               leader ? leader : "(none)",
+               (long long)json_integer_value(json_object_get(raft, "commit_index")),
+               (long long)json_integer_value(json_object_get(raft, "applied_index")),
+               json_array_size(json_object_get(raft, "voters")),
+               json_array_size(json_object_get(raft, "learners")));
+    }
     size_t i;
     json_t *p;
     json_array_foreach(json_object_get(st, "peers"), i, p)

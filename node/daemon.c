@@ -11,6 +11,7 @@
  * apply, then advance. One loop thread owns all state; there are no locks.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <ev.h>
 #include <limits.h>
 #include <signal.h>
@@ -41,7 +42,8 @@ static const struct cli_opt node_opts[] = {
     {"dev", NULL, NULL, NULL,
      "single-node development mode: temporary data directory, prints the API address and token",
      false},
-    {"peer", "ID@HOST:PORT", NULL, NULL, "a peer to ping (its node id and address)", true},
+    {"peer", "ID@HOST:PORT", NULL, NULL,
+     "a known member: pinged, a gossip seed and, with --bootstrap, an initial Raft voter", true},
     {"trust-file", "FILE", "DATA_DIR/trusted.keys", NULL,
      "file of trusted node ids (hex public keys), one a line", false},
     {"ping-interval-ms", "MS", "1000", NULL, "how often to ping each peer", false},
@@ -49,7 +51,7 @@ static const struct cli_opt node_opts[] = {
     {"advertise", "HOST:PORT", "the --bind address", NULL,
      "address other members reach this node at", false},
     {"label", "KEY=VALUE", NULL, NULL, "a label advertised to the mesh", true},
-    {"gpus", "N", "0", NULL, "GPUs to advertise (overrides detection)", false},
+    {"gpus", "N", "0", NULL, "GPUs to advertise; 0 detects them through NVML", false},
     {"gpu-mem-mb", "MB", "0", NULL, "memory per advertised GPU", false},
     {"log-level", "LEVEL", "info", "NEXUS_LOG_LEVEL", "debug, info, warn or error", false},
     {"raft-tick-ms", "MS", "50", NULL,
@@ -373,13 +375,28 @@ static int start_services(struct node_daemon *d)
     }
     NX_INFO("started", "cluster=%s bind=%s api=%s", d->cluster_hex, d->cfg.bind, d->cfg.api);
     if (d->cfg.dev) {
-        printf("dev mode: data directory %s\n", d->cfg.data_dir);
+        printf("dev mode: data directory %s (removed at exit)\n", d->cfg.data_dir);
         printf("API:   http://%s\n", d->cfg.api);
         printf("token: %s\n", d->operator_token);
         printf("try:   nexus status --api %s --token %s\n", d->cfg.api, d->operator_token);
         fflush(stdout);
     }
     return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 ? 0 : -1;
+}
+
+/* --dev data lives only as long as the process: nothing of it is meant to last. */
+static void remove_dev_data(const struct node_config *cfg)
+{
+    if (cfg->dev && nftw(cfg->data_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        NX_WARN("dev_cleanup_failed", "data_dir=%s error=\"%s\"", cfg->data_dir, strerror(errno));
 }
 
 static void daemon_close(struct node_daemon *d)
@@ -392,6 +409,7 @@ static void daemon_close(struct node_daemon *d)
     node_identity_free(&d->id);
     if (d->loop)
         ev_loop_destroy(d->loop);
+    remove_dev_data(&d->cfg);
 }
 
 int cmd_node(int argc, char **argv)
