@@ -14,8 +14,10 @@
  *   bit2  with bit1: node 3 is cut off while they commit, then the leader
  *         compacts its log, so node 3 needs a snapshot
  *
- * Raw message: [dest][len u16 LE][len bytes]. dest % 3 + 1 is the node; the
- * decoded message's `to` is set to it unless dest bit7 is set.
+ * Raw message: [dest][len u16 LE][len bytes]. (dest & 0x3f) % 3 + 1 is the
+ * node; the decoded message's `to` is set to it unless dest bit7 is set; with
+ * dest bit6 the last 4 bytes are replaced by the right CRC-32 first, so the
+ * fuzzer reaches the decoder's checks past the checksum.
  * Structured message: STRUCT_HEADER_BYTES bytes (see struct_msg), then the
  * entries' data, then the snapshot chunk's data.
  *
@@ -49,6 +51,7 @@
 #define STRUCT_MAX_SNAPSHOT_BYTES 64
 #define STRUCT_MAX_CHUNK_BYTES 16
 #define SEED_COUNT 128
+#define CRC_BYTES 4
 
 #define FLAG_STRUCTURED 0x1u
 #define FLAG_ELECT 0x2u
@@ -334,6 +337,18 @@ static size_t struct_msg(struct cluster *c, const uint8_t *p, const uint8_t *end
     return (size_t)(d - p);
 }
 
+/* CRC-32 (IEEE, reflected), as the codec's trailer. */
+static uint32_t crc32_ieee(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
 static size_t raw_msg(struct cluster *c, const uint8_t *p, const uint8_t *end)
 {
     if (end - p < 3)
@@ -341,7 +356,19 @@ static size_t raw_msg(struct cluster *c, const uint8_t *p, const uint8_t *end)
     size_t len = (size_t)(p[1] | p[2] << 8);
     if ((size_t)(end - p - 3) < len)
         len = (size_t)(end - p - 3);
-    (void)deliver(c, p[0] % N_NODES + 1, p + 3, len, p[0] & 0x80);
+    uint64_t to = (uint64_t)(p[0] & 0x3f) % N_NODES + 1;
+    if ((p[0] & 0x40) && len >= CRC_BYTES) {
+        uint8_t *fixed = malloc(len);
+        NX_ASSERT(fixed);
+        memcpy(fixed, p + 3, len);
+        uint32_t crc = crc32_ieee(fixed, len - CRC_BYTES);
+        for (int i = 0; i < CRC_BYTES; i++)
+            fixed[len - CRC_BYTES + (size_t)i] = (uint8_t)(crc >> (8 * i));
+        (void)deliver(c, to, fixed, len, p[0] & 0x80);
+        free(fixed);
+    } else {
+        (void)deliver(c, to, p + 3, len, p[0] & 0x80);
+    }
     return 3 + len;
 }
 
@@ -374,14 +401,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 /* ---- seeds ---------------------------------------------------------------- */
 
 /* A valid message from node `from` to `to` as raw-mode bytes at out. */
-static size_t raw_seed(uint8_t *out, size_t cap, const struct raft_msg *m)
+static size_t raw_seed(uint8_t *out, size_t cap, const struct raft_msg *m, bool fix_crc)
 {
     size_t need = raft_msg_encoded_size(m);
     if (cap < 3 + need)
         return 0;
     long n = raft_msg_encode(m, out + 3, need);
     NX_ASSERT(n > 0);
-    out[0] = (uint8_t)(m->to - 1);
+    out[0] = (uint8_t)((m->to - 1) | (fix_crc ? 0x40 : 0));
     out[1] = (uint8_t)n;
     out[2] = (uint8_t)(n >> 8);
     return 3 + (size_t)n;
@@ -473,11 +500,11 @@ size_t fuzz_seed(size_t i, uint8_t *buf, size_t cap)
         m.log_term = 1;
         break;
     }
-    size_t k = raw_seed(buf + n, cap - n, &m);
+    size_t k = raw_seed(buf + n, cap - n, &m, i / 32 & 1);
     NX_ASSERT(k > 0);
     n += k;
     m.to = 3; /* the same message to another node */
-    k = raw_seed(buf + n, cap - n, &m);
+    k = raw_seed(buf + n, cap - n, &m, i / 32 & 1);
     NX_ASSERT(k > 0);
     return n + k;
 }
