@@ -289,6 +289,16 @@ static enum api_result handle_member_remove(void *ctx, struct api_request *req)
     return raft_host_api_member_remove(((struct node_daemon *)ctx)->raft, req);
 }
 
+static enum api_result handle_ledger_command(void *ctx, struct api_request *req)
+{
+    return raft_host_api_ledger_command(((struct node_daemon *)ctx)->raft, req);
+}
+
+static enum api_result handle_ledger_read(void *ctx, struct api_request *req)
+{
+    return raft_host_api_ledger_read(((struct node_daemon *)ctx)->raft, req);
+}
+
 static const struct api_route routes[] = {
     {"GET", "/v1/health", true, handle_health},
     {"GET", "/v1/status", false, handle_status},
@@ -297,6 +307,8 @@ static const struct api_route routes[] = {
     {"GET", "/v1/kv/*", false, handle_kv},
     {"PUT", "/v1/kv/*", false, handle_kv},
     {"DELETE", "/v1/kv/*", false, handle_kv},
+    {"POST", "/v1/ledger/commands", false, handle_ledger_command},
+    {"GET", "/v1/ledger/*", false, handle_ledger_read},
     {"POST", "/v1/raft/members", false, handle_member_add},
     {"DELETE", "/v1/raft/members/*", false, handle_member_remove},
 };

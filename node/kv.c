@@ -156,34 +156,34 @@ int kv_snapshot(struct raft_store *s, uint8_t **out, size_t *len)
     return NX_OK;
 }
 
-int kv_install(struct raft_store *s, const uint8_t *data, size_t len, uint64_t index)
+int kv_install_fill(struct raft_store *s, struct rocksdb_writebatch_t *wb, const uint8_t *data,
+                    size_t len)
 {
     rocksdb_column_family_handle_t *cf = raft_store_cf(s, RAFT_STORE_CF_KV);
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     /* Keys are printable ASCII, so ["", "\xff") covers every key. */
     rocksdb_writebatch_delete_range_cf(wb, cf, "", 0, "\xff", 1);
     size_t pos = 0;
-    int rc = NX_OK;
     while (pos < len) {
-        if (len - pos < 4) {
-            rc = NX_ERR_DECODE;
-            break;
-        }
+        if (len - pos < 4)
+            return NX_ERR_DECODE;
         size_t kl = get_u32(data + pos);
         if (kl > len - pos - 4 || len - pos - 4 - kl < 4 ||
-            !kv_key_valid((const char *)data + pos + 4, kl)) {
-            rc = NX_ERR_DECODE;
-            break;
-        }
+            !kv_key_valid((const char *)data + pos + 4, kl))
+            return NX_ERR_DECODE;
         size_t vl = get_u32(data + pos + 4 + kl);
-        if (vl > len - pos - 8 - kl || vl > KV_MAX_VALUE_BYTES) {
-            rc = NX_ERR_DECODE;
-            break;
-        }
+        if (vl > len - pos - 8 - kl || vl > KV_MAX_VALUE_BYTES)
+            return NX_ERR_DECODE;
         rocksdb_writebatch_put_cf(wb, cf, (const char *)data + pos + 4, kl,
                                   (const char *)data + pos + 8 + kl, vl);
         pos += 8 + kl + vl;
     }
+    return NX_OK;
+}
+
+int kv_install(struct raft_store *s, const uint8_t *data, size_t len, uint64_t index)
+{
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    int rc = kv_install_fill(s, wb, data, len);
     if (rc == NX_OK) {
         raft_store_batch_applied(s, wb, index);
         rc = raft_store_write(s, wb, true);

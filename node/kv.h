@@ -65,4 +65,9 @@ int kv_snapshot(struct raft_store *s, uint8_t **out, size_t *len) NX_MUST_USE;
  */
 int kv_install(struct raft_store *s, const uint8_t *data, size_t len, uint64_t index) NX_MUST_USE;
 
+/* The same without writing: adds the replacement to wb (borrowed), no applied index.
+ * NX_ERR_DECODE if data is malformed (wb must then be discarded). */
+int kv_install_fill(struct raft_store *s, struct rocksdb_writebatch_t *wb, const uint8_t *data,
+                    size_t len) NX_MUST_USE;
+
 #endif

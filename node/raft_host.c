@@ -40,8 +40,10 @@
 
 #include "consensus/raft.h"
 #include "kv.h"
+#include "ledger_host.h"
 #include "proto/ncap.h"
 #include "raft_host.h"
+#include "ledger_store_rocksdb.h"
 #include "raft_store.h"
 
 #define PEER_REFRESH_TICKS 20 /* gossip members are re-read this often */
@@ -63,7 +65,14 @@ enum pending_kind {
     PENDING_FORWARD,    /* sent to the leader, waiting for its answer */
 };
 
-#define FWD_OP_GET 3              /* forward op besides enum kv_op */
+#define FWD_OP_GET 3           /* forward op besides enum kv_op */
+#define FWD_OP_LEDGER_CMD 4    /* value: a signed ledger command; no key */
+#define FWD_OP_LEDGER_READ 5   /* key: what to read (ledger_host_read_json) */
+#define GENESIS_RETRY_TICKS 10 /* a leader without genesis proposes it this often */
+
+/* First byte of every normal Raft entry: which state machine it is for. */
+#define ENTRY_TAG_KV 1
+#define ENTRY_TAG_LEDGER 2
 #define FWD_HEADER_BYTES 11       /* op u8, request id u64, key length u16 */
 #define FWD_REPLY_HEADER_BYTES 10 /* request id u64, status u16 */
 
@@ -85,6 +94,8 @@ struct pending {
     uint64_t ctx;                     /* read: ReadIndex request id */
     uint8_t op;                       /* enum kv_op or FWD_OP_GET */
     uint64_t deadline_ms;
+    bool have_lres; /* ledger write: the entry applied here with this result */
+    struct ledger_result lres;
     size_t klen;
     char key[KV_MAX_KEY_BYTES + 1];
 };
@@ -108,6 +119,7 @@ struct raft_host {
     const struct node_identity *ident;
     struct raft_host_config cfg;
     struct raft_store *store;
+    struct ledger_host *lh;
     struct raft *r;
     uint64_t id;
     struct rh_peer peers[RAFT_HOST_MAX_PEERS];
@@ -134,6 +146,7 @@ struct raft_host {
     uint64_t proposals, applied_entries, bad_commands, snapshots_made, snapshots_installed;
     uint64_t writes_ok, writes_lost, writes_timed_out;
     uint64_t forwarded, forwards_served, forwards_bad;
+    uint64_t ledger_accepted, ledger_rejected, genesis_proposals;
     uint64_t chunks_sent, chunks_received, chunks_bad;
     uint64_t persist_us, send_us, apply_us; /* time spent in each step (µs, total) */
 };
@@ -333,9 +346,27 @@ static void reply_not_leader(struct raft_host *h, const struct reply_to *to)
                      "leader_address", p ? p->addr : ""));
 }
 
-/* Answers a read with the local copy. */
-static void reply_read(struct raft_host *h, const struct reply_to *to, const char *key, size_t klen)
+static bool op_is_write(uint8_t op)
 {
+    return op == KV_OP_PUT || op == KV_OP_DELETE || op == FWD_OP_LEDGER_CMD;
+}
+
+/* Answers a ledger read (what: see ledger_host_read_json) with the local copy. */
+static void reply_ledger_read(struct raft_host *h, const struct reply_to *to, const char *what)
+{
+    unsigned status = 200;
+    json_t *o = ledger_host_read_json(h->lh, what, h->applied, &status);
+    answer(h, to, status, o);
+}
+
+/* Answers a read with the local copy. */
+static void reply_read(struct raft_host *h, const struct reply_to *to, uint8_t op, const char *key,
+                       size_t klen)
+{
+    if (op == FWD_OP_LEDGER_READ) {
+        reply_ledger_read(h, to, key);
+        return;
+    }
     char *value = NULL;
     size_t vlen = 0;
     int rc = kv_get(h->store, key, klen, &value, &vlen);
@@ -367,6 +398,13 @@ static void reply_read(struct raft_host *h, const struct reply_to *to, const cha
 
 static void reply_write(struct raft_host *h, struct pending *p)
 {
+    if (p->op == FWD_OP_LEDGER_CMD) {
+        unsigned status = 200;
+        json_t *o = p->have_lres ? ledger_host_result_json(&p->lres, p->index, &status)
+                                 : json_pack("{s:s}", "error", "entry applied without a result");
+        answer(h, &p->to, p->have_lres ? status : 500, o);
+        return;
+    }
     json_t *o = json_pack("{s:s#,s:I,s:s}", "key", p->key, p->klen, "index", (json_int_t)p->index,
                           "op", p->op == KV_OP_PUT ? "put" : "delete");
     answer(h, &p->to, 200, o);
@@ -406,7 +444,7 @@ static void serve_reads(struct raft_host *h)
     for (size_t i = 0; i < h->pending_hw; i++) {
         struct pending *p = &h->pending[i];
         if (p->kind == PENDING_READ_WAIT && p->index <= h->applied) {
-            reply_read(h, &p->to, p->key, p->klen);
+            reply_read(h, &p->to, p->op, p->key, p->klen);
             pending_free(h, p);
         }
     }
@@ -430,8 +468,7 @@ static void expire_pending(struct raft_host *h, uint64_t now_ms)
         struct pending *p = &h->pending[i];
         if (p->kind == PENDING_FREE || p->deadline_ms > now_ms)
             continue;
-        bool write =
-            p->kind == PENDING_WRITE || (p->kind == PENDING_FORWARD && p->op != FWD_OP_GET);
+        bool write = p->kind == PENDING_WRITE || (p->kind == PENDING_FORWARD && op_is_write(p->op));
         if (write)
             h->writes_timed_out++;
         answer(h, &p->to, 503,
@@ -521,23 +558,64 @@ static void send_msgs(struct raft_host *h, const struct raft_msg *msgs, size_t n
     }
 }
 
+/* Gives a ledger result to the write request waiting on this entry, if any. */
+static void note_ledger_result(struct raft_host *h, const struct raft_entry *e,
+                               const struct ledger_result *r)
+{
+    if (r->reason == LEDGER_OK)
+        h->ledger_accepted++;
+    else
+        h->ledger_rejected++;
+    for (size_t i = 0; i < h->pending_hw; i++) {
+        struct pending *p = &h->pending[i];
+        if (p->kind == PENDING_WRITE && p->op == FWD_OP_LEDGER_CMD && p->index == e->index &&
+            p->term == e->term) {
+            p->lres = *r;
+            p->have_lres = true;
+            return;
+        }
+    }
+}
+
+/*
+ * Applies committed entries as ONE WriteBatch: kv effects, the ledger's batch
+ * (ledger_apply reads through it, so later entries see earlier ones) and the
+ * Raft applied index, so a crash never applies an entry twice or loses one.
+ */
 static int apply_committed(struct raft_host *h, const struct raft_entry *ents, size_t n)
 {
     if (n == 0)
         return NX_OK;
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    for (size_t i = 0; i < n; i++) {
+    struct ledger_batch lb;
+    ledger_batch_init(&lb);
+    int rc = NX_OK;
+    for (size_t i = 0; i < n && rc == NX_OK; i++) {
         const struct raft_entry *e = &ents[i];
         if (e->type == RAFT_ENTRY_CONF) {
             struct raft_conf c;
             if (raft_conf_decode(e->data, e->len, &c) == NX_OK)
                 h->applied_conf = c;
-        } else if (e->len > 0 && kv_apply(h->store, wb, e->data, e->len) != NX_OK) {
+        } else if (e->len == 0) {
+            continue; /* a new leader's empty entry */
+        } else if (e->data[0] == ENTRY_TAG_LEDGER) {
+            struct ledger_result r;
+            rc =
+                ledger_apply(ledger_host_ledger(h->lh), e->data + 1, e->len - 1, e->index, &lb, &r);
+            if (rc == NX_OK)
+                note_ledger_result(h, e, &r);
+        } else if (e->data[0] != ENTRY_TAG_KV ||
+                   kv_apply(h->store, wb, e->data + 1, e->len - 1) != NX_OK) {
             h->bad_commands++;
         }
     }
-    raft_store_batch_applied(h->store, wb, ents[n - 1].index);
-    int rc = raft_store_write(h->store, wb, false);
+    if (rc == NX_OK)
+        rc = ledger_store_rocksdb_fill(ledger_host_store(h->lh), &lb, wb);
+    ledger_batch_free(&lb);
+    if (rc == NX_OK) {
+        raft_store_batch_applied(h->store, wb, ents[n - 1].index);
+        rc = raft_store_write(h->store, wb, false);
+    }
     rocksdb_writebatch_destroy(wb);
     if (rc == NX_OK) {
         h->applied = ents[n - 1].index;
@@ -555,7 +633,7 @@ static void maybe_snapshot(struct raft_host *h)
         return;
     uint8_t *data = NULL;
     size_t len = 0;
-    int rc = kv_snapshot(h->store, &data, &len);
+    int rc = ledger_host_snapshot(h->lh, h->store, &data, &len);
     if (rc != NX_OK) {
         NX_WARN("raft_snapshot_skipped", "error=\"%s\"", nx_strerror(rc));
         h->snap_index = index; /* do not retry every iteration */
@@ -626,7 +704,8 @@ static void process_ready(struct raft_host *h)
         uint64_t t2 = nx_clock_mono_us();
         h->send_us += t2 - t1;
         if (rd.snapshot) {
-            rc = kv_install(h->store, rd.snapshot->data, rd.snapshot->len, rd.snapshot->index);
+            rc = ledger_host_install(h->lh, h->store, rd.snapshot->data, rd.snapshot->len,
+                                     rd.snapshot->index);
             if (rc != NX_OK) {
                 fatal(h, "install snapshot", rc);
                 return;
@@ -666,6 +745,22 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     process_ready(w->data);
 }
 
+static enum api_result ledger_propose(struct raft_host *h, const struct reply_to *to,
+                                      const uint8_t *cmd, size_t len);
+
+/* Leader with the operator key and no genesis applied: propose it (ledger_host.h). */
+static void propose_genesis(struct raft_host *h)
+{
+    uint8_t *cmd = NULL;
+    size_t len = 0;
+    if (ledger_host_genesis_cmd(h->lh, &cmd, &len) != NX_OK)
+        return;
+    h->genesis_proposals++;
+    NX_INFO("ledger_genesis_proposed", "bytes=%zu", len);
+    (void)ledger_propose(h, NULL, cmd, len);
+    free(cmd);
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -674,6 +769,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     raft_tick(h->r);
     if (++h->ticks % PEER_REFRESH_TICKS == 0)
         refresh_from_gossip(h);
+    if (h->ticks % GENESIS_RETRY_TICKS == 0 && raft_role(h->r) == RAFT_LEADER)
+        propose_genesis(h);
     if (h->n_pending > 0)
         expire_pending(h, nx_clock_mono_ms());
 }
@@ -822,7 +919,8 @@ static int create_core(struct raft_host *h, char *err, size_t cap)
         return rc;
     /* A snapshot persisted but not installed before a crash: install it now. */
     if (b.boot.applied < b.boot.snapshot.index) {
-        rc = kv_install(h->store, b.boot.snapshot.data, b.boot.snapshot.len, b.boot.snapshot.index);
+        rc = ledger_host_install(h->lh, h->store, b.boot.snapshot.data, b.boot.snapshot.len,
+                                 b.boot.snapshot.index);
         if (rc != NX_OK) {
             snprintf(err, cap, "raft: cannot install the stored snapshot: %s", nx_strerror(rc));
             raft_store_boot_free(&b);
@@ -838,7 +936,7 @@ static int create_core(struct raft_host *h, char *err, size_t cap)
     rc_cfg.election_tick_min = RAFT_HOST_ELECTION_TICKS_MIN;
     rc_cfg.election_tick_max = RAFT_HOST_ELECTION_TICKS_MAX;
     rc_cfg.heartbeat_tick = RAFT_HOST_HEARTBEAT_TICKS;
-    rc_cfg.max_entry_bytes = KV_MAX_CMD_BYTES;
+    rc_cfg.max_entry_bytes = 1 + KV_MAX_CMD_BYTES; /* tag byte + the largest command */
     rc = raft_create(&rc_cfg, &b.boot, &h->r);
     if (rc != NX_OK) {
         snprintf(err, cap, "raft: stored state rejected by the core: %s", nx_strerror(rc));
@@ -883,6 +981,8 @@ int raft_host_start(struct raft_host **out, struct ev_loop *loop, struct mesh *m
     if (rc == NX_OK)
         rc = raft_store_open(&h->store, cfg->data_dir, err, cap);
     if (rc == NX_OK)
+        rc = ledger_host_open(&h->lh, h->store, cfg->data_dir, cfg->bootstrap, err, cap);
+    if (rc == NX_OK)
         rc = create_core(h, err, cap);
     if (rc == NX_OK)
         rc = mesh_set_handler(mesh, NCAP_MSG_RAFT, on_raft_msg, h);
@@ -918,6 +1018,7 @@ void raft_host_stop(struct raft_host *h)
         ev_prepare_stop(h->loop, &h->prepare);
     }
     raft_destroy(h->r);
+    ledger_host_free(h->lh);
     raft_store_close(h->store);
     free(h->sendbuf);
     free(h->asm_.buf);
@@ -967,6 +1068,10 @@ json_t *raft_host_status_json(const struct raft_host *h)
     json_object_set_new(counters, "persist_us", json_integer((json_int_t)h->persist_us));
     json_object_set_new(counters, "send_us", json_integer((json_int_t)h->send_us));
     json_object_set_new(counters, "apply_us", json_integer((json_int_t)h->apply_us));
+    json_object_set_new(counters, "ledger_accepted", json_integer((json_int_t)h->ledger_accepted));
+    json_object_set_new(counters, "ledger_rejected", json_integer((json_int_t)h->ledger_rejected));
+    json_object_set_new(counters, "genesis_proposals",
+                        json_integer((json_int_t)h->genesis_proposals));
     return json_pack("{s:s,s:s,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:o}", "id", rid, "role",
                      raft_role_name(raft_role(h->r)), "term", (json_int_t)raft_term(h->r), "leader",
                      id_json(h, raft_leader(h->r)), "commit_index",
@@ -996,14 +1101,16 @@ static enum api_result kv_write(struct raft_host *h, const struct reply_to *to, 
         answer_error(h, to, 503, "too many pending requests, retry");
         return API_DONE;
     }
-    uint8_t *cmd = malloc(KV_CMD_HEADER_BYTES + klen + vlen);
+    uint8_t *cmd = malloc(1 + KV_CMD_HEADER_BYTES + klen + vlen);
     if (cmd == NULL) {
         answer_error(h, to, 500, "out of memory");
         return API_DONE;
     }
-    long len = kv_cmd_encode(op, key, klen, value, vlen, cmd, KV_CMD_HEADER_BYTES + klen + vlen);
+    cmd[0] = ENTRY_TAG_KV;
+    long len =
+        kv_cmd_encode(op, key, klen, value, vlen, cmd + 1, KV_CMD_HEADER_BYTES + klen + vlen);
     uint64_t index = 0;
-    int rc = len < 0 ? (int)len : raft_propose(h->r, cmd, (size_t)len, &index);
+    int rc = len < 0 ? (int)len : raft_propose(h->r, cmd, 1 + (size_t)len, &index);
     free(cmd);
     if (rc != NX_OK) {
         if (rc == NX_ERR_NOT_LEADER)
@@ -1022,8 +1129,59 @@ static enum api_result kv_write(struct raft_host *h, const struct reply_to *to, 
     return API_PENDING;
 }
 
-static enum api_result kv_read(struct raft_host *h, const struct reply_to *to, const char *key,
-                               size_t klen)
+/*
+ * Leader: wraps a signed ledger command (borrowed) with this node's clock and
+ * proposes it; the answer is the ledger's result once the entry applies.
+ * to may be NULL (genesis: nobody waits).
+ */
+static enum api_result ledger_propose(struct raft_host *h, const struct reply_to *to,
+                                      const uint8_t *cmd, size_t len)
+{
+    if (raft_role(h->r) != RAFT_LEADER) {
+        if (to)
+            reply_not_leader(h, to);
+        return API_DONE;
+    }
+    if (to && h->n_pending == RAFT_HOST_MAX_PENDING) {
+        answer_error(h, to, 503, "too many pending requests, retry");
+        return API_DONE;
+    }
+    uint8_t *wrapped = NULL, *entry = NULL;
+    size_t wlen = 0;
+    int rc = ledger_entry_wrap(cmd, len, nx_clock_wall_ms(), &wrapped, &wlen);
+    if (rc == NX_OK && (entry = malloc(1 + wlen)) == NULL)
+        rc = NX_ERR_NOMEM;
+    uint64_t index = 0;
+    if (rc == NX_OK) {
+        entry[0] = ENTRY_TAG_LEDGER;
+        memcpy(entry + 1, wrapped, wlen);
+        rc = raft_propose(h->r, entry, 1 + wlen, &index);
+    }
+    free(wrapped);
+    free(entry);
+    if (rc != NX_OK) {
+        if (to == NULL)
+            return API_DONE;
+        if (rc == NX_ERR_NOT_LEADER)
+            reply_not_leader(h, to);
+        else
+            answer_error(h, to, rc == NX_ERR_TOO_BIG ? 413 : 503, "cannot propose: %s",
+                         nx_strerror(rc));
+        return API_DONE;
+    }
+    h->proposals++;
+    if (to == NULL)
+        return API_DONE;
+    struct pending *p = pending_add(h, PENDING_WRITE, to, "", 0);
+    NX_ASSERT(p != NULL); /* checked above */
+    p->index = index;
+    p->term = raft_term(h->r);
+    p->op = FWD_OP_LEDGER_CMD;
+    return API_PENDING;
+}
+
+static enum api_result lin_read(struct raft_host *h, const struct reply_to *to, uint8_t op,
+                                const char *key, size_t klen)
 {
     if (raft_role(h->r) != RAFT_LEADER) {
         reply_not_leader(h, to);
@@ -1045,6 +1203,7 @@ static enum api_result kv_read(struct raft_host *h, const struct reply_to *to, c
     struct pending *p =
         pending_add(h, rc == NX_OK ? PENDING_READ_INDEX : PENDING_READ_RETRY, to, key, klen);
     p->ctx = ctx;
+    p->op = op;
     return API_PENDING;
 }
 
@@ -1111,7 +1270,7 @@ enum api_result raft_host_api_kv(void *ctx, struct api_request *req)
         return API_DONE;
     }
     if (op == FWD_OP_GET && api_req_query(req, "stale") != NULL) {
-        reply_read(h, &to, key, klen);
+        reply_read(h, &to, FWD_OP_GET, key, klen);
         return API_DONE;
     }
     size_t vlen = 0;
@@ -1119,7 +1278,7 @@ enum api_result raft_host_api_kv(void *ctx, struct api_request *req)
     if (raft_role(h->r) != RAFT_LEADER && forward(h, req, op, key, klen, value, vlen))
         return API_PENDING;
     if (op == FWD_OP_GET)
-        return kv_read(h, &to, key, klen);
+        return lin_read(h, &to, FWD_OP_GET, key, klen);
     return kv_write(h, &to, (enum kv_op)op, key, klen, value, vlen);
 }
 
@@ -1139,16 +1298,20 @@ static void on_forward(void *ctx, const uint8_t sender[NODE_PK_BYTES], const uin
     size_t klen = (size_t)body[9] | ((size_t)body[10] << 8);
     const char *key = (const char *)body + FWD_HEADER_BYTES;
     uint8_t op = body[0];
-    if (klen > len - FWD_HEADER_BYTES || !kv_key_valid(key, klen) ||
-        (op != KV_OP_PUT && op != KV_OP_DELETE && op != FWD_OP_GET)) {
+    bool ledger_cmd = op == FWD_OP_LEDGER_CMD;
+    if (klen > len - FWD_HEADER_BYTES || (ledger_cmd ? klen != 0 : !kv_key_valid(key, klen)) ||
+        (op != KV_OP_PUT && op != KV_OP_DELETE && op != FWD_OP_GET && !ledger_cmd &&
+         op != FWD_OP_LEDGER_READ)) {
         h->forwards_bad++;
         answer_error(h, &to, 400, "malformed forwarded request");
         return;
     }
     h->forwards_served++;
     size_t vlen = len - FWD_HEADER_BYTES - klen;
-    if (op == FWD_OP_GET)
-        (void)kv_read(h, &to, key, klen);
+    if (ledger_cmd)
+        (void)ledger_propose(h, &to, (const uint8_t *)key, vlen);
+    else if (op == FWD_OP_GET || op == FWD_OP_LEDGER_READ)
+        (void)lin_read(h, &to, op, key, klen);
     else
         (void)kv_write(h, &to, (enum kv_op)op, key, klen, key + klen, vlen);
 }
@@ -1177,7 +1340,7 @@ static void on_forward_reply(void *ctx, const uint8_t sender[NODE_PK_BYTES], con
             json_decref(reply);
             h->forwards_bad++;
             reply = json_pack("{s:s}", "error",
-                              p->op == FWD_OP_GET ? "bad answer from the leader"
+                              !op_is_write(p->op) ? "bad answer from the leader"
                                                   : "bad answer from the leader: outcome unknown");
             status = 502;
         }
@@ -1256,4 +1419,96 @@ enum api_result raft_host_api_member_remove(void *ctx, struct api_request *req)
         return API_DONE;
     }
     return conf_change(h, req, RAFT_CONF_REMOVE, raft_host_id_of(pk));
+}
+
+/* ---- ledger API ------------------------------------------------------------- */
+
+/* Decodes hex or base64 (standard or URL-safe, padding optional); *out malloc'd. */
+static int decode_blob(const char *txt, uint8_t **out, size_t *len)
+{
+    size_t n = strlen(txt), cap = n + 1;
+    if (n == 0 || n > 2 * LEDGER_MAX_ENTRY_BYTES)
+        return NX_ERR_INVAL;
+    uint8_t *buf = malloc(cap);
+    if (buf == NULL)
+        return NX_ERR_NOMEM;
+    size_t got = 0;
+    if (sodium_hex2bin(buf, cap, txt, n, NULL, &got, NULL) == 0 ||
+        sodium_base642bin(buf, cap, txt, n, "\n", &got, NULL, sodium_base64_VARIANT_ORIGINAL) ==
+            0 ||
+        sodium_base642bin(buf, cap, txt, n, "\n", &got, NULL,
+                          sodium_base64_VARIANT_ORIGINAL_NO_PADDING) == 0 ||
+        sodium_base642bin(buf, cap, txt, n, "\n", &got, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0) {
+        *out = buf;
+        *len = got;
+        return NX_OK;
+    }
+    free(buf);
+    return NX_ERR_INVAL;
+}
+
+enum api_result raft_host_api_ledger_command(void *ctx, struct api_request *req)
+{
+    struct raft_host *h = ctx;
+    json_t *body = api_req_json(req);
+    if (body == NULL)
+        return API_DONE;
+    const char *txt = json_string_value(json_object_get(body, "command"));
+    uint8_t *cmd = NULL;
+    size_t len = 0;
+    struct ledger_cmd decoded;
+    if (txt == NULL || decode_blob(txt, &cmd, &len) != NX_OK) {
+        api_reply_error(req, 400, "\"command\" must be a signed ledger command in hex or base64");
+        return API_DONE;
+    }
+    if (len + LEDGER_ENTRY_HEADER_BYTES > LEDGER_MAX_ENTRY_BYTES ||
+        ledger_cmd_decode(cmd, len, &decoded) != NX_OK) {
+        free(cmd);
+        api_reply_error(req, 400, "not a well-formed ledger command (docs/ledger.md section 3)");
+        return API_DONE;
+    }
+    struct reply_to to = {.req = req};
+    enum api_result res;
+    if (raft_role(h->r) != RAFT_LEADER &&
+        forward(h, req, FWD_OP_LEDGER_CMD, "", 0, (const char *)cmd, len))
+        res = API_PENDING;
+    else
+        res = ledger_propose(h, &to, cmd, len);
+    free(cmd);
+    return res;
+}
+
+enum api_result raft_host_api_ledger_read(void *ctx, struct api_request *req)
+{
+    struct raft_host *h = ctx;
+    const char *tail = api_req_tail(req);
+    struct reply_to to = {.req = req};
+    char what[KV_MAX_KEY_BYTES + 1];
+    if (strcmp(tail, "log") == 0) {
+        const char *a = api_req_query(req, "after"), *l = api_req_query(req, "limit");
+        unsigned long long after = a ? strtoull(a, NULL, 10) : 0;
+        unsigned long long limit = l ? strtoull(l, NULL, 10) : LEDGER_HOST_LOG_DEFAULT_LIMIT;
+        if (limit == 0 || limit > LEDGER_HOST_LOG_MAX_LIMIT)
+            limit = LEDGER_HOST_LOG_MAX_LIMIT;
+        snprintf(what, sizeof what, "log/%llu/%llu", after, limit);
+    } else if (strcmp(tail, "accounts") == 0 || strcmp(tail, "genesis") == 0 ||
+               strcmp(tail, "verify") == 0 ||
+               (strncmp(tail, "balance/", 8) == 0 && tail[8] &&
+                strlen(tail) <= 8 + LEDGER_NAME_MAX)) {
+        snprintf(what, sizeof what, "%s", tail);
+    } else {
+        api_reply_error(req, 404, "no such ledger route: /v1/ledger/%s", tail);
+        return API_DONE;
+    }
+    size_t wlen = strlen(what);
+    /* verify checks this node's own copy, whatever the leader has */
+    if (api_req_query(req, "stale") != NULL || strcmp(what, "verify") == 0 ||
+        !kv_key_valid(what, wlen)) {
+        reply_ledger_read(h, &to, what);
+        return API_DONE;
+    }
+    if (raft_role(h->r) != RAFT_LEADER && forward(h, req, FWD_OP_LEDGER_READ, what, wlen, NULL, 0))
+        return API_PENDING;
+    return lin_read(h, &to, FWD_OP_LEDGER_READ, what, wlen);
 }

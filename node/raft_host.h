@@ -1,6 +1,8 @@
 /*
  * raft_host.h - runs the pure Raft core (consensus/raft.h) inside the node,
- * with RocksDB storage (raft_store.h) and the key-value state machine (kv.h).
+ * with RocksDB storage (raft_store.h) and two state machines: key-value (kv.h)
+ * and the registry and ledger (ledger_host.h). The first byte of a normal
+ * entry says which: 1 kv command, 2 ledger entry (ledger_entry_wrap output).
  *
  * Owns: the core, its storage, the map of Raft ids to node keys and
  * addresses, the tick timer, the once-per-loop-iteration Ready processing
@@ -35,7 +37,8 @@
 /*
  * Envelope types of this module (NCAP_MSG_* values 50..59 are reserved for it):
  * a follower forwards a KV request to the leader and relays the answer.
- *   FORWARD:       op u8 (1 put, 2 delete, 3 get) | request id u64 LE |
+ *   FORWARD:       op u8 (1 put, 2 delete, 3 get, 4 ledger command in the
+ *                  value with an empty key, 5 ledger read named by the key) | request id u64 LE |
  *                  key length u16 LE | key | value
  *   FORWARD_REPLY: request id u64 LE | HTTP status u16 LE | JSON answer
  */
@@ -82,5 +85,11 @@ json_t *raft_host_status_json(const struct raft_host *h);
 enum api_result raft_host_api_kv(void *ctx, struct api_request *req);            /* /v1/kv/KEY */
 enum api_result raft_host_api_member_add(void *ctx, struct api_request *req);    /* POST */
 enum api_result raft_host_api_member_remove(void *ctx, struct api_request *req); /* DELETE */
+/* POST /v1/ledger/commands {"command": hex or base64}: proposed (forwarded by a
+ * follower), answered once applied with the ledger's result (200 or 422). */
+enum api_result raft_host_api_ledger_command(void *ctx, struct api_request *req);
+/* GET /v1/ledger/{balance/NAME,accounts,log?after&limit,genesis,verify}[?stale]:
+ * linearizable through ReadIndex unless ?stale; verify always checks the local copy. */
+enum api_result raft_host_api_ledger_read(void *ctx, struct api_request *req);
 
 #endif
