@@ -19,6 +19,8 @@ int cmd_agent(int argc, char **argv);
 /* Prints the help of every agent subcommand (for `nexus --help`). */
 void cmd_agent_print_help(FILE *out);
 int cmd_kv(int argc, char **argv);
+int cmd_ledger(int argc, char **argv);
+int cmd_account(int argc, char **argv);
 
 extern const struct cli_cmd cmd_node_spec;
 extern const struct cli_cmd cmd_init_spec;
@@ -27,5 +29,7 @@ extern const struct cli_cmd cmd_members_spec;
 extern const struct cli_cmd cmd_leave_spec;
 extern const struct cli_cmd cmd_agent_spec;
 extern const struct cli_cmd cmd_kv_spec;
+extern const struct cli_cmd cmd_ledger_spec;
+extern const struct cli_cmd cmd_account_spec;
 
 #endif

@@ -27,6 +27,8 @@ static const struct command commands[] = {
     {"leave", cmd_leave, &cmd_leave_spec, NULL},
     {"agent", cmd_agent, &cmd_agent_spec, NULL},
     {"kv", cmd_kv, &cmd_kv_spec, NULL},
+    {"ledger", cmd_ledger, &cmd_ledger_spec, NULL},
+    {"account", cmd_account, &cmd_account_spec, NULL},
 };
 
 static void print_usage(FILE *out, bool full)

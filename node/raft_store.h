@@ -51,6 +51,7 @@ enum raft_store_cf {
 };
 
 struct raft_store;
+struct rocksdb_writebatch_t; /* rocksdb/c.h */
 
 /* What raft_store_load read: a raft_boot plus the memory it points into. */
 struct raft_store_boot {
