@@ -516,6 +516,13 @@ static void deliver(struct node_transport *tp, const uint8_t *sender_pk, const c
     tp->in_callback--;
 }
 
+/* After a failed first read: tells the watch when it was EAGAIN (nothing left). */
+static void note_empty(struct zmq_watch *w)
+{
+    if (zmq_errno() == EAGAIN)
+        zmq_watch_drained(w);
+}
+
 /* Reads the rest of a multipart message we do not want. */
 static void discard_more(void *sock, zmq_msg_t *last)
 {
@@ -537,6 +544,7 @@ static void dealer_readable(struct zmq_watch *w)
         zmq_msg_t msg;
         zmq_msg_init(&msg);
         if (zmq_msg_recv(&msg, sock, ZMQ_DONTWAIT) < 0) {
+            note_empty(w);
             zmq_msg_close(&msg);
             return;
         }
@@ -572,6 +580,7 @@ static void monitor_readable(struct zmq_watch *w)
         zmq_msg_t ev;
         zmq_msg_init(&ev);
         if (zmq_msg_recv(&ev, sock, ZMQ_DONTWAIT) < 0) {
+            note_empty(w);
             zmq_msg_close(&ev);
             return;
         }
@@ -894,6 +903,7 @@ static void router_readable(struct zmq_watch *w)
         zmq_msg_t rid, body;
         zmq_msg_init(&rid);
         if (zmq_msg_recv(&rid, tp->router, ZMQ_DONTWAIT) < 0) {
+            note_empty(w);
             zmq_msg_close(&rid);
             return;
         }
@@ -997,6 +1007,7 @@ static void zap_readable(struct zmq_watch *w)
         int nframes = 0;
         zmq_msg_init(&f[0]);
         if (zmq_msg_recv(&f[0], tp->zap, ZMQ_DONTWAIT) < 0) {
+            note_empty(w);
             zmq_msg_close(&f[0]);
             return;
         }

@@ -3,9 +3,10 @@
  * edge-trigger rules it keeps).
  *
  * One function, pump(), is the only place that decides whether to call the
- * owner: it asks ZMQ_EVENTS (which also processes the socket's pending
- * commands, so it is the authoritative readiness test) and calls on_readable
- * while it says POLLIN, up to ZMQ_WATCH_BUDGET times.
+ * owner: it calls on_readable, and again while ZMQ_EVENTS (which also
+ * processes the socket's pending commands, so it is the authoritative
+ * readiness test) says POLLIN, up to ZMQ_WATCH_BUDGET times. A reader that
+ * read until EAGAIN says so (zmq_watch_drained) and spares that re-check.
  *
  * Three watchers feed it:
  *   ev_io on ZMQ_FD   the socket's mailbox changed;
@@ -31,16 +32,30 @@ static void set_pending(struct zmq_watch *w)
     ev_idle_start(w->loop, &w->idle);
 }
 
+/*
+ * Reads first and asks afterwards: a reader that saw EAGAIN has had libzmq
+ * process the socket's commands (a ZMQ_DONTWAIT recv that finds nothing does
+ * exactly what ZMQ_EVENTS does: drains the mailbox and re-arms ZMQ_FD), so
+ * asking ZMQ_EVENTS before or after it would only repeat that work: two
+ * system calls each time (getpid and poll inside libzmq). Only a reader that
+ * stopped for its own batch bound, or does not report EAGAIN, gets the
+ * ZMQ_EVENTS re-check.
+ */
 static void pump(struct zmq_watch *w)
 {
     for (int i = 0; i < ZMQ_WATCH_BUDGET; i++) {
         if (w->sock == NULL)
             return; /* stopped from inside on_readable */
-        int events = 0;
-        size_t size = sizeof events;
-        if (zmq_getsockopt(w->sock, ZMQ_EVENTS, &events, &size) != 0 || !(events & ZMQ_POLLIN))
-            return;
+        if (i > 0) {
+            int events = 0;
+            size_t size = sizeof events;
+            if (zmq_getsockopt(w->sock, ZMQ_EVENTS, &events, &size) != 0 || !(events & ZMQ_POLLIN))
+                return;
+        }
+        w->drained = false;
         w->on_readable(w);
+        if (w->drained)
+            return; /* EAGAIN: nothing left, and ZMQ_FD signals the next message */
     }
     if (w->sock != NULL)
         set_pending(w); /* more to read: come back without blocking */
@@ -92,6 +107,7 @@ int zmq_watch_start(struct zmq_watch *w, struct ev_loop *loop, void *sock, zmq_w
     w->ctx = ctx;
     w->wakeups = 0;
     w->pending = false;
+    w->drained = false;
     ev_io_init(&w->io, io_cb, fd, EV_READ);
     w->io.data = w;
     ev_check_init(&w->check, check_cb);
@@ -120,6 +136,11 @@ void zmq_watch_after_send(struct zmq_watch *w)
 {
     if (w->sock != NULL)
         set_pending(w);
+}
+
+void zmq_watch_drained(struct zmq_watch *w)
+{
+    w->drained = true;
 }
 
 bool zmq_watch_active(const struct zmq_watch *w)

@@ -16,11 +16,15 @@
  * either leaves messages unread until some unrelated traffic arrives.
  *
  * The rules the watch keeps:
- *   - on_readable(w) is called whenever ZMQ_EVENTS has ZMQ_POLLIN; it reads up
- *     to a batch of messages with ZMQ_DONTWAIT and returns.
- *   - after on_readable returns, ZMQ_EVENTS is checked again; while it still
- *     has POLLIN after ZMQ_WATCH_BUDGET calls, a re-check is scheduled and
- *     the loop comes back without blocking (fair to other sockets and timers).
+ *   - on_readable(w) is called when the fd fired or a re-check is due (so
+ *     possibly with nothing to read); it reads up to a batch of messages with
+ *     ZMQ_DONTWAIT and returns. When a read failed with EAGAIN it calls
+ *     zmq_watch_drained(w): that recv processed the socket's commands just
+ *     as ZMQ_EVENTS would, so the socket is done until ZMQ_FD fires again.
+ *   - otherwise, after on_readable returns, ZMQ_EVENTS is checked and
+ *     on_readable called again while it has POLLIN; still POLLIN after
+ *     ZMQ_WATCH_BUDGET calls, a re-check is scheduled and the loop comes
+ *     back without blocking (fair to other sockets and timers).
  *   - zmq_watch_after_send(w) must follow every send on the socket (also a
  *     failed one): it schedules a ZMQ_EVENTS re-check in the loop's next
  *     callback phase and keeps the poll before it from blocking.
@@ -44,7 +48,10 @@
 
 struct zmq_watch;
 
-/* Reads up to a batch from w->sock with ZMQ_DONTWAIT. May send on any socket. */
+/*
+ * Reads up to a batch from w->sock with ZMQ_DONTWAIT; calls zmq_watch_drained
+ * when a read found nothing (EAGAIN). May send on any socket.
+ */
 typedef void (*zmq_watch_fn)(struct zmq_watch *w);
 
 struct zmq_watch {
@@ -56,6 +63,7 @@ struct zmq_watch {
     zmq_watch_fn on_readable;
     void *ctx;        /* borrowed; for the owner */
     bool pending;     /* ZMQ_EVENTS must be asked again; the idle runs meanwhile */
+    bool drained;     /* the last on_readable call ended with EAGAIN */
     uint64_t wakeups; /* times the fd fired or a re-check ran (for tests/benches) */
 };
 
@@ -71,6 +79,12 @@ void zmq_watch_stop(struct zmq_watch *w);
 
 /* Call after every zmq_send on w->sock: schedules a ZMQ_EVENTS re-check. */
 void zmq_watch_after_send(struct zmq_watch *w);
+
+/*
+ * Called by on_readable when zmq_recv/zmq_msg_recv with ZMQ_DONTWAIT failed
+ * with EAGAIN (not on other errors): spares the ZMQ_EVENTS re-check.
+ */
+void zmq_watch_drained(struct zmq_watch *w);
 
 bool zmq_watch_active(const struct zmq_watch *w);
 

@@ -16,9 +16,11 @@
  */
 #include <ev.h>
 #include <sodium.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "base/base.h"
@@ -170,6 +172,8 @@ static void plain_router_readable(struct zmq_watch *w)
         zmq_msg_t rid, body;
         zmq_msg_init(&rid);
         if (zmq_msg_recv(&rid, w->sock, ZMQ_DONTWAIT) < 0) {
+            if (zmq_errno() == EAGAIN)
+                zmq_watch_drained(w);
             zmq_msg_close(&rid);
             return;
         }
@@ -187,6 +191,8 @@ static void plain_dealer_readable(struct zmq_watch *w)
     zmq_msg_init(&m);
     while (zmq_msg_recv(&m, w->sock, ZMQ_DONTWAIT) >= 0)
         ;
+    if (zmq_errno() == EAGAIN)
+        zmq_watch_drained(w);
     zmq_msg_close(&m);
 }
 
@@ -290,7 +296,15 @@ static int cmp_u64(const void *x, const void *y)
 
 struct figures {
     double p50_us, p99_us, msgs_per_s, connect_p50_us;
+    double cpu_us_per_rtt; /* loop thread CPU (user + system) per round trip */
 };
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* First message over a fresh connection, CONNECT_COUNT times; returns the p50 in µs. */
 static double measure_connect(struct end *a)
@@ -325,8 +339,10 @@ static void measure(struct end *a, struct end *b, struct figures *f)
         exit(1);
     a->received = b->received = 0;
     run.phase = PHASE_RTT;
+    uint64_t cpu0 = thread_cpu_ns();
     ping();
     run_loop_until_done();
+    f->cpu_us_per_rtt = (thread_cpu_ns() - cpu0) / 1000.0 / (RTT_WARMUP + RTT_COUNT);
     qsort(run.rtt_us, RTT_COUNT, sizeof *run.rtt_us, cmp_u64);
     f->p50_us = (double)run.rtt_us[RTT_COUNT / 2];
     f->p99_us = (double)run.rtt_us[RTT_COUNT * 99 / 100];
@@ -380,16 +396,18 @@ int main(void)
     zmq_ctx_term(zctx);
 
     printf("transport on loopback, %d-byte messages, one libev loop for both ends\n", MSG_BYTES);
-    printf("%-28s %12s %12s %14s %16s\n", "setup", "rtt_p50_us", "rtt_p99_us", "one_way_msg/s",
-           "fresh_conn_p50_us");
-    printf("%-28s %12.0f %12.0f %14.0f %16.0f\n", "node_transport (CURVE+ZAP)", curve.p50_us,
-           curve.p99_us, curve.msgs_per_s, curve.connect_p50_us);
-    printf("%-28s %12.0f %12.0f %14.0f %16.0f\n", "baseline: plain zmq", plain.p50_us, plain.p99_us,
-           plain.msgs_per_s, plain.connect_p50_us);
-    printf("%-28s %12.2f %12.2f %14.2f %16.2f\n", "ratio transport/baseline",
+    printf("%-28s %12s %12s %14s %16s %14s\n", "setup", "rtt_p50_us", "rtt_p99_us", "one_way_msg/s",
+           "fresh_conn_p50_us", "loop_cpu_us/rtt");
+    printf("%-28s %12.0f %12.0f %14.0f %16.0f %14.1f\n", "node_transport (CURVE+ZAP)", curve.p50_us,
+           curve.p99_us, curve.msgs_per_s, curve.connect_p50_us, curve.cpu_us_per_rtt);
+    printf("%-28s %12.0f %12.0f %14.0f %16.0f %14.1f\n", "baseline: plain zmq", plain.p50_us,
+           plain.p99_us, plain.msgs_per_s, plain.connect_p50_us, plain.cpu_us_per_rtt);
+    printf("%-28s %12.2f %12.2f %14.2f %16.2f %14.2f\n", "ratio transport/baseline",
            curve.p50_us / plain.p50_us, curve.p99_us / plain.p99_us,
-           curve.msgs_per_s / plain.msgs_per_s, curve.connect_p50_us / plain.connect_p50_us);
-    printf("(rtt over %d pings after %d warm-up; throughput over %d messages, window %d;\n"
+           curve.msgs_per_s / plain.msgs_per_s, curve.connect_p50_us / plain.connect_p50_us,
+           curve.cpu_us_per_rtt / plain.cpu_us_per_rtt);
+    printf("(loop_cpu: CPU time of the one loop thread, both ends, per round trip incl. warm-up;\n"
+           " rtt over %d pings after %d warm-up; throughput over %d messages, window %d;\n"
            " fresh connection: close, dial, handshake, first message delivered, %d times)\n",
            RTT_COUNT, RTT_WARMUP, FLOOD_COUNT, WINDOW, CONNECT_COUNT);
     return 0;
