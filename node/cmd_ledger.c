@@ -9,7 +9,8 @@
  * account's secret key. The cluster id that every command names is read
  * from GET /v1/ledger/genesis first.
  *
- * A retry that must be recognised as the same command (idempotency: the
+ * The CLI resends the same bytes itself while the node answers 503 (see
+ * submit). A retry by the user that must be recognised as the same command (idempotency: the
  * original result, nothing applied twice) has to send the same bytes: the
  * same --idempotency-key AND the same --created-ms.
  */
@@ -28,6 +29,8 @@
 #define LEDGER_CLI_MAX_ARGS 64
 #define LEDGER_CLI_PATH_MAX 4096
 #define LEDGER_CLI_DEFAULT_TENANT "default"
+#define LEDGER_CLI_ATTEMPTS 5   /* sends of one command while the node answers 503 */
+#define LEDGER_CLI_RETRY_MS 300 /* pause between them */
 
 static const struct cli_opt ledger_opts[] = {
     CLI_CLIENT_OPTS,
@@ -220,6 +223,14 @@ static int submit(struct lctx *x, const struct ledger_cmd *c, const uint8_t *sk,
     free(hex);
     json_t *reply = NULL;
     long status = client_call(&x->c, "POST", "/v1/ledger/commands", body, &reply);
+    /* 503 (no leader, leadership changed, outcome unknown): resending the same bytes is
+     * safe, the ledger answers a command it already applied with its original result. */
+    for (int i = 1; i < LEDGER_CLI_ATTEMPTS && status == 503; i++) {
+        json_decref(reply);
+        reply = NULL;
+        usleep(LEDGER_CLI_RETRY_MS * 1000);
+        status = client_call(&x->c, "POST", "/v1/ledger/commands", body, &reply);
+    }
     json_decref(body);
     int code = 1;
     json_t *rc = json_object_get(reply, "reason_code");

@@ -6,7 +6,8 @@
  * makes DATA_DIR/operator.key (unless present) and, whenever it is the Raft
  * leader and the ledger still has no genesis, proposes the genesis command
  * signed with that key (raft_host.c's tick). The first genesis applied wins;
- * any other is rejected as EXISTS by the state machine.
+ * any other is rejected as EXISTS by the state machine. The genesis names the
+ * mesh's cluster id (DATA_DIR/cluster.id) when there is one, else a random one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include "kv.h"
 #include "ledger_host.h"
 #include "ledger_store_rocksdb.h"
+#include "node.h"
 
 #define KEY_FILE_MAX_BYTES 256
 
@@ -30,6 +32,8 @@ struct ledger_host {
     bool have_op;
     uint8_t op_pk[LEDGER_KEY_BYTES];
     uint8_t op_sk[LEDGER_SECRET_KEY_BYTES];
+    bool have_cid; /* DATA_DIR/cluster.id (nexus init) names the cluster at genesis */
+    uint8_t cid[LEDGER_CLUSTER_ID_BYTES];
     uint8_t *genesis; /* owned: the signed genesis once made */
     size_t genesis_len;
 };
@@ -116,6 +120,8 @@ int ledger_host_open(struct ledger_host **out, struct raft_store *rs, const char
         return NX_ERR_NOMEM;
     }
     ledger_init(&lh->l, lh->store);
+    _Static_assert(NODE_CLUSTER_ID_BYTES == LEDGER_CLUSTER_ID_BYTES, "one cluster id");
+    lh->have_cid = node_cluster_id_load(lh->cid, data_dir, false, err, cap) == NX_OK;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", data_dir, LEDGER_HOST_OPERATOR_KEY_FILE);
     int rc = ledger_key_file_read(path, lh->op_pk, lh->op_sk, err, cap);
@@ -166,7 +172,10 @@ int ledger_host_genesis_cmd(struct ledger_host *lh, uint8_t **cmd, size_t *len)
         struct ledger_cmd c;
         memset(&c, 0, sizeof c);
         c.type = LEDGER_CMD_GENESIS;
-        randombytes_buf(c.cluster_id, sizeof c.cluster_id);
+        if (lh->have_cid)
+            memcpy(c.cluster_id, lh->cid, sizeof c.cluster_id);
+        else
+            randombytes_buf(c.cluster_id, sizeof c.cluster_id);
         randombytes_buf(c.idem_key, sizeof c.idem_key);
         memcpy(c.author, lh->op_pk, LEDGER_KEY_BYTES);
         c.created_ms = nx_clock_wall_ms();

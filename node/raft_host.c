@@ -1468,6 +1468,11 @@ enum api_result raft_host_api_ledger_command(void *ctx, struct api_request *req)
         api_reply_error(req, 400, "not a well-formed ledger command (docs/ledger.md section 3)");
         return API_DONE;
     }
+    if (ledger_cmd_verify(cmd, len) != NX_OK) { /* refuse junk before it takes a log slot */
+        free(cmd);
+        api_reply_error(req, 400, "bad signature: the command is not signed by its author");
+        return API_DONE;
+    }
     struct reply_to to = {.req = req};
     enum api_result res;
     if (raft_role(h->r) != RAFT_LEADER &&
