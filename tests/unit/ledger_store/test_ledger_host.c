@@ -2,7 +2,8 @@
  * test_ledger_host.c - the node's snapshot of both state machines
  * (node/ledger_host.h): a snapshot of kv + ledger installs into another
  * store as a copy with the applied index, a corrupted one changes nothing,
- * and the bootstrap snapshot (empty data) empties both.
+ * the bootstrap snapshot (empty data) empties both, and verify answers 409
+ * on a damaged copy.
  */
 #include <rocksdb/c.h>
 #include <setjmp.h>
@@ -137,15 +138,22 @@ static void assert_copy(struct side *s, bool present)
     assert_int_equal(ledger_verify(ledger_host_ledger(s->lh), why, sizeof why), NX_OK);
 }
 
+/* Fills a, snapshots it into *snap (caller frees) and installs that into b. */
+static size_t copy_a_to_b(struct two *t, uint8_t **snap)
+{
+    fill_a(t);
+    size_t len;
+    assert_int_equal(ledger_host_snapshot(t->a.lh, t->a.rs, snap, &len), NX_OK);
+    assert_int_equal(ledger_host_install(t->b.lh, t->b.rs, *snap, len, 5), NX_OK);
+    assert_copy(&t->b, true);
+    return len;
+}
+
 static void snapshot_of_kv_and_ledger_installs_as_a_copy(void **state)
 {
     struct two *t = *state;
-    fill_a(t);
     uint8_t *snap;
-    size_t len;
-    assert_int_equal(ledger_host_snapshot(t->a.lh, t->a.rs, &snap, &len), NX_OK);
-    assert_int_equal(ledger_host_install(t->b.lh, t->b.rs, snap, len, 5), NX_OK);
-    assert_copy(&t->b, true);
+    copy_a_to_b(t, &snap);
     /* the bootstrap snapshot (no data) empties both */
     assert_int_equal(ledger_host_install(t->b.lh, t->b.rs, NULL, 0, 0), NX_OK);
     assert_copy(&t->b, false);
@@ -155,11 +163,8 @@ static void snapshot_of_kv_and_ledger_installs_as_a_copy(void **state)
 static void corrupted_snapshot_changes_nothing(void **state)
 {
     struct two *t = *state;
-    fill_a(t);
     uint8_t *snap;
-    size_t len;
-    assert_int_equal(ledger_host_snapshot(t->a.lh, t->a.rs, &snap, &len), NX_OK);
-    assert_int_equal(ledger_host_install(t->b.lh, t->b.rs, snap, len, 5), NX_OK);
+    size_t len = copy_a_to_b(t, &snap);
     /* install a's snapshot with one ledger byte flipped over b's copy: refused, b unchanged */
     uint8_t *bad = malloc(len);
     memcpy(bad, snap, len);
@@ -175,12 +180,34 @@ static void corrupted_snapshot_changes_nothing(void **state)
     free(snap);
 }
 
+static void verify_answers_409_with_the_first_mismatch(void **state)
+{
+    struct two *t = *state;
+    fill_a(t);
+    unsigned status = 0;
+    json_t *o = ledger_host_read_json(t->a.lh, "verify", 5, &status);
+    assert_int_equal(status, 200);
+    assert_true(json_is_true(json_object_get(o, "ok")));
+    json_decref(o);
+    /* lose the mint's transaction record: the balances no longer follow from the log */
+    uint8_t key[11] = {'t', 'x', '/', 0, 0, 0, 0, 0, 0, 0, 1};
+    struct ledger_store *st = ledger_host_store(t->a.lh);
+    assert_int_equal(st->ops->del(st->ctx, key, sizeof key), NX_OK);
+    o = ledger_host_read_json(t->a.lh, "verify", 5, &status);
+    assert_int_equal(status, 409);
+    assert_true(json_is_false(json_object_get(o, "ok")));
+    assert_non_null(json_string_value(json_object_get(o, "error")));
+    json_decref(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(snapshot_of_kv_and_ledger_installs_as_a_copy, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(corrupted_snapshot_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(verify_answers_409_with_the_first_mismatch, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
