@@ -6,6 +6,8 @@ with the original result and no second debit, the log and verify.
 Three voters (static bootstrap): transfers through a follower; the leader is
 killed with -9 during a burst of concurrent transfers; every acknowledged
 transfer is on every survivor, verify passes on each, supply is conserved."""
+import base64
+import http.server
 import json
 import os
 import sys
@@ -111,6 +113,56 @@ class LedgerSingleTest(unittest.TestCase):
         self.assertEqual(code, 400, body)
         code, body = self.n.request('GET', '/v1/ledger/balance/nobody')
         self.assertEqual(code, 404, body)
+
+    def capture_command(self, *args):
+        """Runs a CLI command against a stand-in API that records the signed command."""
+        node, got = self.n, {}
+
+        class Fake(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def reply(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self.reply(*node.request('GET', self.path))
+
+            def do_POST(self):
+                got['command'] = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
+                self.reply(200, {'accepted': True, 'index': 0, 'duplicate': False})
+
+        srv = http.server.HTTPServer(('127.0.0.1', 0), Fake)
+        t = threading.Thread(target=srv.serve_forever)
+        t.start()
+        try:
+            res = run(*args, '--api', '127.0.0.1:%d' % srv.server_port, '--data-dir',
+                      node.data_dir)
+            self.assertEqual(res.returncode, 0, res.stderr)
+        finally:
+            srv.shutdown()
+            srv.server_close()
+        return bytes.fromhex(got['command']['command'])
+
+    def test_raw_api_refuses_forged_signature_and_answers_a_resend_as_duplicate(self):
+        ok(self, ledger(self.n, 'account', 'create', 'erin', '--key-file', self.key('erin')))
+        cmd = self.capture_command('account', 'create', 'dave', '--key-file', self.key('dave'))
+        forged = cmd[:-1] + bytes([cmd[-1] ^ 1])
+        applied = raft_status(self.n)['applied_index']
+        code, body = self.n.request('POST', '/v1/ledger/commands', body={'command': forged.hex()})
+        self.assertEqual(code, 400, body)
+        self.assertIn('bad signature', body['error'])
+        self.assertEqual(raft_status(self.n)['applied_index'], applied)  # took no log slot
+        b64 = base64.b64encode(cmd).decode()
+        code, first = self.n.request('POST', '/v1/ledger/commands', body={'command': b64})
+        self.assertEqual((code, first['accepted'], first['duplicate']), (200, True, False), first)
+        code, again = self.n.request('POST', '/v1/ledger/commands', body={'command': cmd.hex()})
+        self.assertEqual((code, again['duplicate']), (200, True), again)
 
     def test_ledger_survives_restart(self):
         n = self.n
