@@ -19,10 +19,26 @@ NEXUS = os.environ.get('NEXUS_BIN') or os.path.join(
     os.path.dirname(__file__), '..', '..', 'build', 'release', 'nexus')
 
 
+_used_ports = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+    """A free TCP port on 127.0.0.1 below the kernel's ephemeral range (32768+), so
+    the outgoing connections of other processes cannot take it between the check
+    and the node's bind; never the same port twice in one test process."""
+    import random
+    for _ in range(1000):
+        port = random.randrange(20000, 32000)
+        if port in _used_ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(('127.0.0.1', port))
+            except OSError:
+                continue
+        _used_ports.add(port)
+        return port
+    raise RuntimeError('no free port in 20000-32000')
 
 
 def run(*args, env=None, timeout=30, check=False):
