@@ -25,7 +25,7 @@ static void print_status_text(json_t *st)
                "%zu learners\n",
                json_string_value(json_object_get(raft, "role")),
                (long long)json_integer_value(json_object_get(raft, "term")),
-               leader ? leader : "(none)",
+               leader && leader[0] ? leader : "(none)",
                (long long)json_integer_value(json_object_get(raft, "commit_index")),
                (long long)json_integer_value(json_object_get(raft, "applied_index")),
                json_array_size(json_object_get(raft, "voters")),

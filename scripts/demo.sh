@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The README's main job: a local mesh on loopback.
+# The README's main job: a local mesh on loopback, on the embedded defaults.
 #
-# Today: two nodes in one cluster exchange signed (Ed25519 NCAP envelopes),
-# encrypted (ZeroMQ CURVE) pings; the demo shows each node's status as the
-# CLI prints it, then stops them. `--keep` leaves them running until Ctrl-C.
+# Three nodes of one cluster on 127.0.0.1: they find each other by gossip,
+# elect a Raft leader, and exchange only signed (Ed25519 NCAP envelopes),
+# encrypted (ZeroMQ CURVE) messages. The demo then writes to the replicated
+# key-value store through one node and reads it on another, opens two ledger
+# accounts and moves money between them (signed on this machine, verified by
+# every node), and runs the example agents in the sandbox. `--keep` leaves
+# the nodes running until Ctrl-C.
 set -euo pipefail
-NEXUS=${1:-build/release/nexus}
+NEXUS=$(realpath "${1:-build/release/nexus}")
 KEEP=${2:-}
-NEXUS=$(realpath "$NEXUS")
+cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/nexus-demo-XXXXXX)
 pids=()
 cleanup() {
@@ -16,43 +20,83 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
+step() { printf '\n== %s\n' "$*"; }
+show() { printf '$ nexus %s\n' "$*"; "$NEXUS" "$@"; }
 
-cluster=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-echo "== a new cluster $cluster, two nodes on 127.0.0.1"
+nodes=(a b c)
 declare -A id bind api
-for n in a b; do
+cluster=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+step "a new cluster $cluster: three nodes on 127.0.0.1"
+port=17400
+for n in "${nodes[@]}"; do
   id[$n]=$("$NEXUS" init --data-dir "$work/$n" --cluster-id "$cluster" | awk '{print $3}')
+  bind[$n]=127.0.0.1:$port
+  api[$n]=127.0.0.1:$((port + 1))
+  port=$((port + 10))
 done
-bind[a]=127.0.0.1:17400; api[a]=127.0.0.1:17401
-bind[b]=127.0.0.1:17410; api[b]=127.0.0.1:17411
-echo "${id[b]}  # node b" >"$work/a/trusted.keys"
-echo "${id[a]}  # node a" >"$work/b/trusted.keys"
-
-start() { # name peer
-  "$NEXUS" node --data-dir "$work/$1" --bind "${bind[$1]}" --api "${api[$1]}" \
-    --peer "${id[$2]}@${bind[$2]}" --ping-interval-ms 200 >"$work/$1.log" 2>&1 &
+# Every node trusts the three ids; one operator key signs the ledger's genesis.
+seed=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+for n in "${nodes[@]}"; do
+  for m in "${nodes[@]}"; do echo "${id[$m]}  # node $m"; done >"$work/$n/trusted.keys"
+  (umask 077 && printf 'nexus-ed25519-key-v1\nseed=%s\n' "$seed" >"$work/$n/operator.key")
+done
+for n in "${nodes[@]}"; do
+  peers=()
+  for m in "${nodes[@]}"; do [ "$m" != "$n" ] && peers+=(--peer "${id[$m]}@${bind[$m]}"); done
+  "$NEXUS" node --data-dir "$work/$n" --bind "${bind[$n]}" --api "${api[$n]}" --bootstrap \
+    "${peers[@]}" >"$work/$n.log" 2>&1 &
   pids+=($!)
-  echo "node $1: id ${id[$1]:0:16}...  mesh ${bind[$1]}  api ${api[$1]}"
-}
-start a b
-start b a
+  echo "node $n: id ${id[$n]:0:16}...  mesh ${bind[$n]}  api ${api[$n]}"
+done
 
-for _ in $(seq 50); do
-  "$NEXUS" status --api "${api[a]}" --data-dir "$work/a" --json 2>/dev/null |
-    grep -q '"peer_count": 1' && break
-  sleep 0.1
+a() { "$NEXUS" "$@" --api "${api[a]}" --data-dir "$work/a"; }
+wait_until() { # seconds, what, command...
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      echo "demo: timed out waiting for $what; node logs are in $work" >&2
+      tail -5 "$work"/*.log >&2
+      trap - EXIT
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+has_leader() { a status --json | grep -q '"role": "leader"\|"leader": "[0-9a-f]'; }
+all_alive() { [ "$(a members --json | grep -c '"state": "alive"')" = 3 ]; }
+wait_until 30 "a Raft leader" has_leader
+wait_until 30 "a full gossip view" all_alive
+wait_until 30 "the ledger's genesis" a ledger accounts
+
+step "the mesh, as gossip sees it from node a"
+show members --api "${api[a]}" --data-dir "$work/a"
+step "node b's view of itself (Raft role, peers and round trips)"
+show status --api "${api[b]}" --data-dir "$work/b"
+
+step "replicated key-value store: write through node b, read linearizably on node c"
+show kv put greeting "hello, mesh" --api "${api[b]}" --data-dir "$work/b"
+show kv get greeting --api "${api[c]}" --data-dir "$work/c"
+
+step "ledger: accounts and transfers signed on this machine, applied by every node"
+for who in alice bob; do
+  show account create "$who" --key-file "$work/$who.key" --api "${api[a]}" --data-dir "$work/a"
 done
-sleep 1
-for n in a b; do
-  echo
-  echo "== nexus status --api ${api[$n]} (node $n)"
-  "$NEXUS" status --api "${api[$n]}" --data-dir "$work/$n"
+show ledger mint --to alice --amount 100 --api "${api[a]}" --data-dir "$work/a"
+show ledger transfer --from alice --to bob --amount 30 --key-file "$work/alice.key" \
+  --api "${api[b]}" --data-dir "$work/b"
+for who in alice bob; do
+  show ledger balance "$who" --api "${api[c]}" --data-dir "$work/c"
 done
-echo
-echo "== envelope counters on node a"
-"$NEXUS" status --api "${api[a]}" --data-dir "$work/a" --json |
-  python3 -c 'import json,sys; c=json.load(sys.stdin)["counters"]; print("  accepted=%d bad_sig=%d replay=%d unknown_sender=%d; transport sent=%d received=%d" % (c["envelope"]["accepted"], c["envelope"]["bad_sig"], c["envelope"]["replay"], c["envelope"]["unknown_sender"], c["transport"]["sent"], c["transport"]["received"]))'
+show ledger verify --api "${api[c]}" --data-dir "$work/c"
+
+step "agents in the sandbox (namespaces, seccomp, cgroups; no network)"
+show agent run-local examples/agents/hello-sh --input '"mesh"'
+show agent run-local examples/agents/wordcount-py --input '"to be or not to be"'
+
+step "envelope counters on node a"
+a status --json | python3 -c 'import json,sys; c=json.load(sys.stdin)["counters"]; print("  accepted=%d bad_sig=%d replay=%d unknown_sender=%d; transport sent=%d received=%d" % (c["envelope"]["accepted"], c["envelope"]["bad_sig"], c["envelope"]["replay"], c["envelope"]["unknown_sender"], c["transport"]["sent"], c["transport"]["received"]))'
 if [ "$KEEP" = "--keep" ]; then
-  echo; echo "nodes keep running; Ctrl-C stops them"; wait
+  echo; echo "nodes keep running (data in $work); Ctrl-C stops them"; wait
 fi
-echo; echo "demo done: both nodes stopped"
+echo; echo "demo done: the three nodes are stopped and their data removed"
