@@ -96,6 +96,7 @@ struct node_daemon {
     struct raft_host *raft;
     ev_signal sig_int, sig_term;
     ev_timer leave_timer;
+    ev_timer role_timer;
 };
 
 /* ---- configuration ------------------------------------------------------ */
@@ -358,6 +359,15 @@ static int load_state(struct node_daemon *d)
     return 0;
 }
 
+/* Keeps the Raft role in our gossip metadata current (nexus members shows it). */
+static void on_role_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct node_daemon *d = w->data;
+    gossip_host_set_raft_role(d->gossip, raft_host_gossip_role(d->raft));
+}
+
 static int start_services(struct node_daemon *d)
 {
     char err[512];
@@ -380,6 +390,9 @@ static int start_services(struct node_daemon *d)
         cli_error("%s", err);
         return -1;
     }
+    ev_timer_init(&d->role_timer, on_role_timer, 0.2, 0.5);
+    d->role_timer.data = d;
+    ev_timer_start(d->loop, &d->role_timer);
     if (api_server_start(&d->api, d->loop, d->cfg.api, d->operator_token, routes,
                          NX_ARRAY_LEN(routes), d, err, sizeof err) != NX_OK) {
         cli_error("%s", err);
@@ -413,6 +426,8 @@ static void remove_dev_data(const struct node_config *cfg)
 
 static void daemon_close(struct node_daemon *d)
 {
+    if (d->loop)
+        ev_timer_stop(d->loop, &d->role_timer);
     api_server_stop(d->api);
     raft_host_stop(d->raft);
     gossip_host_stop(d->gossip);

@@ -276,6 +276,18 @@ void gossip_host_stop(struct gossip_host *h)
     free(h);
 }
 
+void gossip_host_set_raft_role(struct gossip_host *h, int role)
+{
+    if (h == NULL || (int)h->meta.raft_role == role)
+        return;
+    struct gossip_meta next = h->meta;
+    next.raft_role = (enum gossip_raft_role)role;
+    if (gossip_set_meta(h->core, nx_clock_mono_ms(), &next) == NX_OK) {
+        h->meta = next;
+        drain(h);
+    }
+}
+
 void gossip_host_leave(struct gossip_host *h)
 {
     gossip_leave(h->core, nx_clock_mono_ms());

@@ -36,6 +36,9 @@ void gossip_host_stop(struct gossip_host *h);
 /* Leaves gracefully: tells others we left; the caller stops the node shortly after. */
 void gossip_host_leave(struct gossip_host *h);
 
+/* Advertises our Raft role; gossips it only when it changed. */
+void gossip_host_set_raft_role(struct gossip_host *h, int role /* enum gossip_raft_role */);
+
 /* The member list as JSON (id, address, state, incarnation, resources, labels, ...). */
 json_t *gossip_host_members_json(const struct gossip_host *h);
 /* Counters (messages, drops, suspicions) and local health as JSON. */

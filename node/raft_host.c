@@ -1517,3 +1517,22 @@ enum api_result raft_host_api_ledger_read(void *ctx, struct api_request *req)
         return API_PENDING;
     return lin_read(h, &to, FWD_OP_LEDGER_READ, what, wlen);
 }
+
+enum gossip_raft_role raft_host_gossip_role(const struct raft_host *h)
+{
+    if (h == NULL || h->r == NULL)
+        return GOSSIP_RAFT_NONE;
+    switch (raft_role(h->r)) {
+    case RAFT_LEADER:
+        return GOSSIP_RAFT_LEADER;
+    case RAFT_CANDIDATE:
+    case RAFT_PRE_CANDIDATE:
+        return GOSSIP_RAFT_CANDIDATE;
+    case RAFT_FOLLOWER:
+        break;
+    }
+    const struct raft_conf *c = raft_current_conf(h->r);
+    if (raft_conf_is_voter(c, h->id))
+        return GOSSIP_RAFT_FOLLOWER;
+    return raft_conf_is_learner(c, h->id) ? GOSSIP_RAFT_LEARNER : GOSSIP_RAFT_NONE;
+}

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "api.h"
+#include "gossip/gossip.h"
 #include "gossip_host.h"
 #include "mesh.h"
 #include "node.h"
@@ -80,6 +81,9 @@ bool raft_host_failed(const struct raft_host *h);
 
 /* {"role", "term", "leader", "commit_index", "applied_index", "voters", "learners", ...} */
 json_t *raft_host_status_json(const struct raft_host *h);
+
+/* This node's place in Raft as gossip advertises it: leader, candidate, voter, learner or none. */
+enum gossip_raft_role raft_host_gossip_role(const struct raft_host *h);
 
 /* API handlers; ctx is the struct raft_host. */
 enum api_result raft_host_api_kv(void *ctx, struct api_request *req);            /* /v1/kv/KEY */

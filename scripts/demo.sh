@@ -67,7 +67,9 @@ has_leader() { a status --json | grep -q '"role": "leader"\|"leader": "[0-9a-f]'
 all_alive() { [ "$(a members --json | grep -c '"state": "alive"')" = 3 ]; }
 wait_until 30 "a Raft leader" has_leader
 wait_until 30 "a full gossip view" all_alive
+roles_known() { ! a members --json | grep -q '"raft_role": "none"'; }
 wait_until 30 "the ledger's genesis" a ledger accounts
+wait_until 30 "Raft roles in gossip" roles_known
 
 step "the mesh, as gossip sees it from node a"
 show members --api "${api[a]}" --data-dir "$work/a"

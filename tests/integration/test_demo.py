@@ -18,6 +18,7 @@ class DemoTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout[-3000:])
         out = r.stdout
         self.assertEqual(out.count(' alive '), 3, out)
+        self.assertIn(' leader ', out)
         self.assertIn('hello, mesh', out)
         self.assertIn('ok: 2 transactions, supply 100', out)
         self.assertIn('"greeting": "hello from sh"', out)
