@@ -72,8 +72,8 @@ void client_free(struct client *c)
     c->token = NULL;
 }
 
-long client_call(struct client *c, const char *method, const char *path, json_t *body,
-                 json_t **reply)
+long client_request(struct client *c, const char *method, const char *path, const char *body,
+                    size_t body_len, const char *content_type, json_t **reply)
 {
     *reply = NULL;
     CURL *curl = curl_easy_init();
@@ -81,7 +81,7 @@ long client_call(struct client *c, const char *method, const char *path, json_t 
         cli_error("cannot initialise libcurl");
         return -1;
     }
-    char url[512];
+    char url[1024];
     snprintf(url, sizeof url, "http://%s%s", c->api, path);
     struct curl_slist *headers = NULL;
     char auth[256];
@@ -90,11 +90,12 @@ long client_call(struct client *c, const char *method, const char *path, json_t 
         headers = curl_slist_append(headers, auth);
         sodium_memzero(auth, sizeof auth);
     }
-    char *payload = NULL;
+    char ctype[128];
     if (body) {
-        payload = json_dumps(body, JSON_COMPACT);
-        headers = curl_slist_append(headers, "Content-Type: application/json");
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload ? payload : "");
+        snprintf(ctype, sizeof ctype, "Content-Type: %s", content_type);
+        headers = curl_slist_append(headers, ctype);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)body_len);
     }
     struct buffer buf = {0};
     char curl_err[CURL_ERROR_SIZE] = "";
@@ -124,8 +125,22 @@ long client_call(struct client *c, const char *method, const char *path, json_t 
     }
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
-    free(payload);
     free(buf.data);
+    return status;
+}
+
+long client_call(struct client *c, const char *method, const char *path, json_t *body,
+                 json_t **reply)
+{
+    char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (body && payload == NULL) {
+        cli_error("out of memory");
+        *reply = NULL;
+        return -1;
+    }
+    long status = client_request(c, method, path, payload, payload ? strlen(payload) : 0,
+                                 "application/json", reply);
+    free(payload);
     return status;
 }
 

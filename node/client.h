@@ -36,6 +36,13 @@ void client_free(struct client *c);
  */
 long client_call(struct client *c, const char *method, const char *path, json_t *body,
                  json_t **reply);
+/*
+ * The same with a raw body (borrowed; NULL for none) of body_len bytes sent
+ * with the given content type. path must already be URL-escaped.
+ */
+long client_request(struct client *c, const char *method, const char *path, const char *body,
+                    size_t body_len, const char *content_type, json_t **reply);
+
 /* Prints "nexus: <error from reply> (HTTP status)". */
 void client_print_error(long status, json_t *reply);
 

@@ -31,80 +31,21 @@ const struct cli_cmd cmd_kv_spec = {"kv", "put KEY VALUE | get KEY | delete KEY"
                                     "read and write the replicated key-value store", kv_opts,
                                     NX_ARRAY_LEN(kv_opts)};
 
-struct buf {
-    char *data;
-    size_t len;
-};
-
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-    struct buf *b = userdata;
-    size_t n = size * nmemb;
-    if (b->len + n > CLIENT_MAX_REPLY_BYTES)
-        return 0;
-    char *g = realloc(b->data, b->len + n + 1);
-    if (g == NULL)
-        return 0;
-    memcpy(g + b->len, ptr, n);
-    b->data = g;
-    b->len += n;
-    b->data[b->len] = '\0';
-    return n;
-}
-
 /* One request with a raw body (may be NULL); returns the HTTP status or -1. */
 static long kv_call(struct client *c, const char *method, const char *key, bool stale,
                     const char *body, json_t **reply)
 {
     *reply = NULL;
-    CURL *curl = curl_easy_init();
-    if (curl == NULL) {
-        cli_error("cannot initialise libcurl");
+    char *esc = curl_easy_escape(NULL, key, 0);
+    if (esc == NULL) {
+        cli_error("out of memory");
         return -1;
     }
-    char *esc = curl_easy_escape(curl, key, 0);
-    char url[1024];
-    snprintf(url, sizeof url, "http://%s/v1/kv/%s%s", c->api, esc ? esc : key,
-             stale ? "?stale" : "");
+    char path[1024];
+    snprintf(path, sizeof path, "/v1/kv/%s%s", esc, stale ? "?stale" : "");
     curl_free(esc);
-    struct curl_slist *headers = NULL;
-    char auth[256];
-    if (c->token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->token);
-        headers = curl_slist_append(headers, auth);
-    }
-    struct buf b = {0};
-    if (body) {
-        headers = curl_slist_append(headers, "Content-Type: application/octet-stream");
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    char curl_err[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_err);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)CLIENT_TIMEOUT_MS);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
-    long status = -1;
-    CURLcode res = curl_easy_perform(curl);
-    if (res != CURLE_OK) {
-        cli_error("cannot reach %s: %s", c->api, curl_err[0] ? curl_err : curl_easy_strerror(res));
-    } else {
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-        *reply = json_loadb(b.data ? b.data : "", b.len, 0, NULL);
-        if (*reply == NULL) {
-            cli_error("%s answered HTTP %ld without JSON", c->api, status);
-            status = -1;
-        }
-    }
-    free(b.data);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
-    return status;
+    return client_request(c, method, path, body, body ? strlen(body) : 0,
+                          "application/octet-stream", reply);
 }
 
 static bool takes_value(const char *arg)
