@@ -45,16 +45,16 @@ enum nx_err {
     NX_ERR_FULL = -14,          /* a bounded queue or table is full */
     NX_ERR_NOT_FOUND = -15,
     NX_ERR_EXISTS = -16,
-    NX_ERR_PERM = -17,          /* not allowed */
+    NX_ERR_PERM = -17, /* not allowed */
     NX_ERR_TIMEOUT = -18,
     NX_ERR_NOT_LEADER = -19,
-    NX_ERR_UNAVAILABLE = -20,   /* cannot serve now (no quorum, shutting down) */
-    NX_ERR_AGAIN = -21,         /* try again later */
+    NX_ERR_UNAVAILABLE = -20, /* cannot serve now (no quorum, shutting down) */
+    NX_ERR_AGAIN = -21,       /* try again later */
     NX_ERR_EXPIRED = -22,
-    NX_ERR_STATE = -23,         /* operation not valid in the current state */
+    NX_ERR_STATE = -23, /* operation not valid in the current state */
     NX_ERR_WRONG_RECIPIENT = -24,
-    NX_ERR_LIMIT = -25,         /* a resource limit was hit (quota, rlimit, cgroup) */
-    NX_ERR_INTERNAL = -26,      /* a bug; logged */
+    NX_ERR_LIMIT = -25,    /* a resource limit was hit (quota, rlimit, cgroup) */
+    NX_ERR_INTERNAL = -26, /* a bug; logged */
     NX_ERR__COUNT = 27
 };
 
@@ -98,9 +98,9 @@ void nx_logv(enum nx_log_level level, const char *event, const char *fmt, va_lis
 
 /* ---- host clock (hosts only: pure cores receive time as input) -------- */
 
-uint64_t nx_clock_mono_ms(void);  /* CLOCK_MONOTONIC in ms */
-uint64_t nx_clock_mono_us(void);  /* CLOCK_MONOTONIC in µs */
-uint64_t nx_clock_wall_ms(void);  /* CLOCK_REALTIME in ms since the epoch */
+uint64_t nx_clock_mono_ms(void); /* CLOCK_MONOTONIC in ms */
+uint64_t nx_clock_mono_us(void); /* CLOCK_MONOTONIC in µs */
+uint64_t nx_clock_wall_ms(void); /* CLOCK_REALTIME in ms since the epoch */
 
 /* ---- deterministic PRNG (xoshiro256**) --------------------------------- */
 

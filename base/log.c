@@ -27,8 +27,14 @@ int nx_log_level_parse(const char *name)
     return -1;
 }
 
-void nx_log_set_level(enum nx_log_level level) { current_level = level; }
-enum nx_log_level nx_log_get_level(void) { return current_level; }
+void nx_log_set_level(enum nx_log_level level)
+{
+    current_level = level;
+}
+enum nx_log_level nx_log_get_level(void)
+{
+    return current_level;
+}
 
 void nx_log_set_node(const char *node_id)
 {

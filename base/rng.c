@@ -14,7 +14,10 @@ static uint64_t splitmix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 void nx_rng_seed(struct nx_rng *rng, uint64_t seed)
 {
@@ -48,4 +51,7 @@ uint64_t nx_rng_below(struct nx_rng *rng, uint64_t bound)
     }
 }
 
-double nx_rng_unit(struct nx_rng *rng) { return (double)(nx_rng_next(rng) >> 11) * 0x1.0p-53; }
+double nx_rng_unit(struct nx_rng *rng)
+{
+    return (double)(nx_rng_next(rng) >> 11) * 0x1.0p-53;
+}
