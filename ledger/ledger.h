@@ -455,6 +455,9 @@ int ledger_accounts_foreach(const struct ledger *l, ledger_account_fn fn, void *
 int ledger_tx_foreach(const struct ledger *l, ledger_tx_fn fn, void *arg);
 int ledger_nodes_foreach(const struct ledger *l, ledger_node_fn fn, void *arg);
 int ledger_audit_foreach(const struct ledger *l, ledger_audit_fn fn, void *arg);
+/* Nodes removed and not admitted again (the registry keeps refusing their keys);
+ * admitted_ms holds the time of the removal, token_id is empty. */
+int ledger_removed_nodes_foreach(const struct ledger *l, ledger_node_fn fn, void *arg);
 typedef int (*ledger_tenant_fn)(void *arg, const struct ledger_tenant *t);
 typedef int (*ledger_agent_fn)(void *arg, const struct ledger_agent *a);
 typedef int (*ledger_deployment_fn)(void *arg, const struct ledger_deployment *d);

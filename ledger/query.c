@@ -179,6 +179,11 @@ int ledger_nodes_foreach(const struct ledger *l, ledger_node_fn fn, void *arg)
     return walk(l, "node/", node_cb, (void *)fn, arg);
 }
 
+int ledger_removed_nodes_foreach(const struct ledger *l, ledger_node_fn fn, void *arg)
+{
+    return walk(l, "noderm/", node_cb, (void *)fn, arg);
+}
+
 int ledger_audit_foreach(const struct ledger *l, ledger_audit_fn fn, void *arg)
 {
     return walk(l, "audit/", audit_cb, (void *)fn, arg);

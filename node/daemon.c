@@ -57,6 +57,10 @@ static const struct cli_opt node_opts[] = {
     {"raft-tick-ms", "MS", "50", NULL,
      "Raft tick; heartbeat is 1 tick, election timeout 6..12 ticks", false},
     {"raft-snapshot-every", "N", "10000", NULL, "applied entries between Raft snapshots", false},
+    {"voters", "N", "0", NULL,
+     "Raft voters the leader keeps; 0: 3, or 5 once the cluster has 5 members", false},
+    {"voter-grace-ms", "MS", "30000", NULL,
+     "a voter gossip declared dead this long is replaced by a caught-up learner", false},
 };
 
 const struct cli_cmd cmd_node_spec = {"node", "", "run a node (the daemon)", node_opts,
@@ -80,6 +84,8 @@ struct node_config {
     uint64_t gpu_mem_bytes;
     uint32_t raft_tick_ms;
     uint64_t raft_snapshot_every;
+    uint32_t voter_target;
+    uint32_t voter_grace_ms;
 };
 
 struct node_daemon {
@@ -147,6 +153,12 @@ static bool config_build(struct node_config *cfg, const struct cli_values *vals)
     }
     cfg->raft_tick_ms = (uint32_t)tick_ms;
     cfg->raft_snapshot_every = snap_every;
+    unsigned long long voters = 0, grace_ms = 30000;
+    if (!cli_get_u64(spec, vals, "voters", 15, &voters) ||
+        !cli_get_u64(spec, vals, "voter-grace-ms", 86400000, &grace_ms))
+        return false;
+    cfg->voter_target = (uint32_t)voters;
+    cfg->voter_grace_ms = (uint32_t)grace_ms;
     cfg->gpus = (int)gpus;
     cfg->gpu_mem_bytes = gpu_mem_mb << 20;
     cfg->labels = cli_get(spec, vals, "label");
@@ -382,8 +394,10 @@ static int start_services(struct node_daemon *d)
         cli_error("%s", err);
         return -1;
     }
-    struct raft_host_config rc = {d->cfg.data_dir, d->cfg.bootstrap, d->cfg.peers,
-                                  d->cfg.raft_tick_ms, d->cfg.raft_snapshot_every};
+    struct raft_host_config rc = {
+        d->cfg.data_dir,      d->cfg.bootstrap,           d->cfg.peers,
+        d->cfg.raft_tick_ms,  d->cfg.raft_snapshot_every, d->cfg.voter_target,
+        d->cfg.voter_grace_ms};
     err[0] = '\0';
     if (raft_host_start(&d->raft, d->loop, d->mesh, d->gossip, &d->id, &rc, err, sizeof err) !=
         NX_OK) {

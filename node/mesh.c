@@ -45,7 +45,9 @@ struct mesh {
     struct ev_loop *loop;
     const struct node_identity *id;
     uint8_t cluster_id[NODE_CLUSTER_ID_BYTES];
-    struct node_trust_file *trust;
+    struct node_trust_file *trust;    /* the trust file, plus keys a join taught us */
+    struct node_trust_file *admitted; /* the registry's members (NULL until it is read) */
+    struct node_trust_file *removed; /* the registry's removed nodes: refused even if in the file */
     struct ncap_verifier *verifier;
     struct ncap_sender seqs;
     struct node_transport *tp;
@@ -69,10 +71,35 @@ static struct peer *peer_find(struct mesh *m, const uint8_t pk[NODE_PK_BYTES])
     return NULL;
 }
 
+/* The one trust rule (docs/ARCHITECTURE.md "Trust"): the transport and the
+ * envelope verifier both ask it, for every handshake and every message. */
+static bool trusted(const struct mesh *m, const uint8_t pk[NODE_PK_BYTES])
+{
+    if (m->removed && node_trust_file_contains(m->removed, pk))
+        return false;
+    return node_trust_file_contains(m->trust, pk) ||
+           (m->admitted && node_trust_file_contains(m->admitted, pk));
+}
+
 static bool trust_cb(void *ctx, const uint8_t pk[NCAP_KEY_BYTES])
 {
-    struct mesh *m = ctx;
-    return node_trust_file_contains(m->trust, pk);
+    return trusted(ctx, pk);
+}
+
+void mesh_trust_registry_set(struct mesh *m, struct node_trust_file *admitted,
+                             struct node_trust_file *removed)
+{
+    node_trust_file_free(m->admitted);
+    node_trust_file_free(m->removed);
+    m->admitted = admitted;
+    m->removed = removed;
+}
+
+int mesh_trust_add(struct mesh *m, const uint8_t pk[NODE_PK_BYTES])
+{
+    if (node_trust_file_contains(m->trust, pk))
+        return NX_OK;
+    return node_trust_file_add(m->trust, pk);
 }
 
 static int set_transport_peer(struct mesh *m, const uint8_t pk[NODE_PK_BYTES], const char *addr)
@@ -122,7 +149,7 @@ int mesh_set_handler(struct mesh *m, uint32_t type, mesh_handler_fn fn, void *ct
 
 bool mesh_trusts(const struct mesh *m, const uint8_t pk[NODE_PK_BYTES])
 {
-    return node_trust_file_contains(m->trust, pk);
+    return trusted(m, pk);
 }
 
 static void put_u64le(uint8_t *p, uint64_t v)
@@ -289,7 +316,7 @@ static int start_transport(struct mesh *m, const char *bind, char *err, size_t c
         .loop = m->loop,
         .ed25519_sk = m->id->sk,
         .bind_endpoint = endpoint,
-        .trust = node_trust_file_iface(m->trust),
+        .trust = {.is_trusted = trust_cb, .ctx = m},
         .guests_allowed = false,
         .on_message = on_message,
         .on_message_ctx = m,
@@ -352,6 +379,8 @@ void mesh_stop(struct mesh *m)
     node_transport_close(m->tp);
     ncap_verifier_free(m->verifier);
     node_trust_file_free(m->trust);
+    node_trust_file_free(m->admitted);
+    node_trust_file_free(m->removed);
     free(m);
 }
 
