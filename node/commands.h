@@ -21,6 +21,7 @@ void cmd_agent_print_help(FILE *out);
 int cmd_kv(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
 int cmd_account(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 
 extern const struct cli_cmd cmd_node_spec;
 extern const struct cli_cmd cmd_init_spec;
@@ -31,5 +32,6 @@ extern const struct cli_cmd cmd_agent_spec;
 extern const struct cli_cmd cmd_kv_spec;
 extern const struct cli_cmd cmd_ledger_spec;
 extern const struct cli_cmd cmd_account_spec;
+extern const struct cli_cmd cmd_token_spec;
 
 #endif

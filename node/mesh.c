@@ -60,6 +60,9 @@ struct mesh {
         void *ctx;
     } handlers[MESH_MAX_HANDLERS];
     size_t n_handlers;
+    mesh_guest_fn guest_fn;
+    void *guest_ctx;
+    uint64_t guest_dropped;
     uint64_t sender_mismatch, unexpected_type, send_failed, seal_failed;
 };
 
@@ -147,6 +150,16 @@ int mesh_set_handler(struct mesh *m, uint32_t type, mesh_handler_fn fn, void *ct
     return NX_OK;
 }
 
+void mesh_clear_handler(struct mesh *m, uint32_t type)
+{
+    for (size_t i = 0; i < m->n_handlers; i++) {
+        if (m->handlers[i].type == type) {
+            m->handlers[i] = m->handlers[--m->n_handlers];
+            return;
+        }
+    }
+}
+
 bool mesh_trusts(const struct mesh *m, const uint8_t pk[NODE_PK_BYTES])
 {
     return trusted(m, pk);
@@ -197,13 +210,61 @@ static void handle_pong(struct mesh *m, const struct ncap_msg *msg)
     NX_DEBUG("pong", "peer=%.16s rtt_us=%lld", p->id_hex, (long long)p->rtt_us);
 }
 
+void mesh_set_guest_handler(struct mesh *m, mesh_guest_fn fn, void *ctx)
+{
+    m->guest_fn = fn;
+    m->guest_ctx = ctx;
+    node_transport_set_guests_allowed(m->tp, fn != NULL);
+}
+
+int mesh_reply_guest(struct mesh *m, const char *route, const uint8_t to[NODE_PK_BYTES],
+                     uint32_t type, const uint8_t *body, size_t len)
+{
+    struct ncap_header h;
+    ncap_header_init(&h, m->cluster_id, m->id->pk, to, type, ncap_sender_next_seq(&m->seqs),
+                     nx_clock_wall_ms());
+    uint8_t *frame;
+    size_t frame_len;
+    int rc = ncap_seal(&h, body, len, m->id->sk, &frame, &frame_len);
+    if (rc != NX_OK) {
+        m->seal_failed++;
+        return rc;
+    }
+    rc = node_transport_reply_guest(m->tp, route, frame, frame_len);
+    free(frame);
+    if (rc != NX_OK)
+        m->send_failed++;
+    return rc;
+}
+
+/* A guest (a key nobody trusts yet): the verifier lets only a JOIN_REQUEST through. */
+static void on_guest_message(struct mesh *m, const char *route, const uint8_t *data, size_t len)
+{
+    struct ncap_msg msg;
+    if (m->guest_fn == NULL) {
+        m->guest_dropped++;
+        return;
+    }
+    if (ncap_open(m->verifier, data, len, nx_clock_wall_ms(), &msg) != NX_OK)
+        return; /* counted by the verifier */
+    if (msg.guest && msg.h.type == NCAP_MSG_JOIN_REQUEST)
+        m->guest_fn(m->guest_ctx, msg.h.sender, route, msg.body, msg.body_len);
+    else
+        m->guest_dropped++; /* a member on a guest connection: it has its own */
+    ncap_msg_free(&msg);
+}
+
 static void on_message(void *ctx, const uint8_t *sender_pk, const char *guest_route,
                        const uint8_t *data, size_t len)
 {
-    (void)guest_route; /* guests (joiners) come with the registry */
     struct mesh *m = ctx;
     struct ncap_msg msg;
-    if (sender_pk == NULL || ncap_open(m->verifier, data, len, nx_clock_wall_ms(), &msg) != NX_OK)
+    if (sender_pk == NULL) {
+        if (guest_route)
+            on_guest_message(m, guest_route, data, len);
+        return;
+    }
+    if (ncap_open(m->verifier, data, len, nx_clock_wall_ms(), &msg) != NX_OK)
         return; /* counted by the transport or the verifier */
     if (memcmp(msg.h.sender, sender_pk, NODE_PK_BYTES) != 0) {
         m->sender_mismatch++;
@@ -347,7 +408,11 @@ int mesh_start(struct mesh **out, struct ev_loop *loop, const struct node_identi
      * A peer whose clock lags ours by d is refused for the first d after start.
      */
     struct ncap_verifier_config vc = {
-        .is_trusted = trust_cb, .trust_ctx = m, .new_sender_floor_ms = nx_clock_wall_ms()};
+        .is_trusted = trust_cb,
+        .trust_ctx = m,
+        .new_sender_floor_ms = nx_clock_wall_ms(),
+        .allow_guest_join = true, /* only JOIN_REQUESTs; dropped without a guest handler */
+    };
     memcpy(vc.cluster_id, cluster_id, NODE_CLUSTER_ID_BYTES);
     memcpy(vc.self_pk, id->pk, NODE_PK_BYTES);
     rc = ncap_verifier_new(&vc, &m->verifier);
@@ -428,15 +493,18 @@ json_t *mesh_counters_json(const struct mesh *m)
     node_transport_counters_get(m->tp, &t);
     const struct ncap_counters *c = ncap_verifier_counters(m->verifier);
     return json_pack(
-        "{s:{s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I}}",
+        "{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+        "s:{s:I,s:I,s:I}}",
         "transport", "sent", (json_int_t)t.sent, "received", (json_int_t)t.received,
         "dropped_queue_full", (json_int_t)t.dropped_queue_full, "refused_handshake",
         (json_int_t)t.refused_handshake, "dropped_untrusted", (json_int_t)t.dropped_untrusted,
-        "send_errors", (json_int_t)t.send_errors, "envelope", "accepted", (json_int_t)c->accepted,
-        "decode", (json_int_t)c->decode, "version", (json_int_t)c->version, "wrong_cluster",
+        "send_errors", (json_int_t)t.send_errors, "accepted_guest", (json_int_t)t.accepted_guest,
+        "refused_guest_rate", (json_int_t)t.refused_guest_rate, "envelope", "accepted",
+        (json_int_t)c->accepted, "accepted_guest", (json_int_t)c->accepted_guest, "decode",
+        (json_int_t)c->decode, "version", (json_int_t)c->version, "wrong_cluster",
         (json_int_t)c->wrong_cluster, "wrong_recipient", (json_int_t)c->wrong_recipient,
         "unknown_sender", (json_int_t)c->unknown_sender, "stale", (json_int_t)c->stale, "future",
         (json_int_t)c->future, "bad_sig", (json_int_t)c->bad_sig, "replay", (json_int_t)c->replay,
         "mesh", "sender_mismatch", (json_int_t)m->sender_mismatch, "unexpected_type",
-        (json_int_t)m->unexpected_type);
+        (json_int_t)m->unexpected_type, "guest_dropped", (json_int_t)m->guest_dropped);
 }

@@ -44,6 +44,8 @@ typedef void (*mesh_handler_fn)(void *ctx, const uint8_t sender[NODE_PK_BYTES], 
 
 /* Routes envelopes of `type` (enum ncap_msg_type) to fn. NX_ERR_FULL past the limit. */
 int mesh_set_handler(struct mesh *m, uint32_t type, mesh_handler_fn fn, void *ctx) NX_MUST_USE;
+/* Removes the handler of `type` (if any): its envelopes count as unexpected again. */
+void mesh_clear_handler(struct mesh *m, uint32_t type);
 
 /*
  * Seals body in an envelope of `type` addressed to `to` and queues it. When
@@ -52,6 +54,17 @@ int mesh_set_handler(struct mesh *m, uint32_t type, mesh_handler_fn fn, void *ct
  */
 int mesh_send(struct mesh *m, const uint8_t to[NODE_PK_BYTES], const char *addr, uint32_t type,
               const uint8_t *body, size_t len) NX_MUST_USE;
+
+/*
+ * Joiners: a JOIN_REQUEST signed by a key no member trusts yet. sender signed
+ * it; route (valid for the call) answers it through mesh_reply_guest. Setting
+ * a handler lets guests connect (rate-limited by the transport); NULL stops it.
+ */
+typedef void (*mesh_guest_fn)(void *ctx, const uint8_t sender[NODE_PK_BYTES], const char *route,
+                              const uint8_t *body, size_t len);
+void mesh_set_guest_handler(struct mesh *m, mesh_guest_fn fn, void *ctx);
+int mesh_reply_guest(struct mesh *m, const char *route, const uint8_t to[NODE_PK_BYTES],
+                     uint32_t type, const uint8_t *body, size_t len) NX_MUST_USE;
 
 /*
  * Trust: a key is trusted when the registry has not removed it and either the
