@@ -440,6 +440,8 @@ int ledger_account_get(const struct ledger *l, const char *name,
                        struct ledger_account *out) NX_MUST_USE;
 int ledger_token_get(const struct ledger *l, const char *id, struct ledger_token *out) NX_MUST_USE;
 bool ledger_node_is_member(const struct ledger *l, const uint8_t key[LEDGER_KEY_BYTES]);
+/* Removed from the registry and not admitted again since. */
+bool ledger_node_was_removed(const struct ledger *l, const uint8_t key[LEDGER_KEY_BYTES]);
 /* Total minted (= total supply: transfers and charges conserve). */
 int ledger_supply(const struct ledger *l, uint64_t *out) NX_MUST_USE;
 /* Chain head: last sequence number (0 when empty) and its hash. */

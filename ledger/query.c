@@ -92,6 +92,14 @@ bool ledger_node_is_member(const struct ledger *l, const uint8_t key[LEDGER_KEY_
     return rec_get(l->store, NULL, &k, rec_node_fields, &n) == 0;
 }
 
+bool ledger_node_was_removed(const struct ledger *l, const uint8_t key[LEDGER_KEY_BYTES])
+{
+    struct ledger_node n;
+    struct key k;
+    key_make(&k, "noderm/", key, LEDGER_KEY_BYTES, NULL, 0);
+    return rec_get(l->store, NULL, &k, rec_node_fields, &n) == 0;
+}
+
 /* ---- iteration ------------------------------------------------------------- */
 
 struct walk {

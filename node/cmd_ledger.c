@@ -79,6 +79,12 @@ const struct cli_cmd cmd_token_spec = {
     "create a join token on a member: 'nexus node --join ADDR --token T' admits a new node",
     ledger_opts, NX_ARRAY_LEN(ledger_opts)};
 
+const struct cli_cmd cmd_member_remove_spec = {
+    "members remove", "NODE_ID",
+    "remove a node from the registry (operator-signed): every member refuses its key from then "
+    "on, and the Raft leader drops it from the voter set",
+    ledger_opts, NX_ARRAY_LEN(ledger_opts)};
+
 struct lctx {
     const struct cli_cmd *spec;
     struct cli_values vals;
@@ -457,6 +463,25 @@ static int do_token_create(struct lctx *x)
     return 0;
 }
 
+static int do_member_remove(struct lctx *x, const char *hex)
+{
+    uint8_t pk[LEDGER_KEY_BYTES], sk[LEDGER_SECRET_KEY_BYTES];
+    struct ledger_cmd c;
+    int rc = operator_key(x, pk, sk);
+    if (rc == 0)
+        rc = fill_header(x, &c, LEDGER_CMD_NODE_REMOVE, pk);
+    if (rc == 0 && (strlen(hex) != NODE_ID_HEX_LEN ||
+                    nx_hex_decode(c.u.node_remove.node, LEDGER_KEY_BYTES, hex) != NX_OK)) {
+        cli_error("members remove: NODE_ID must be a node id (64 hex digits, see 'nexus members "
+                  "--json')");
+        rc = 2;
+    }
+    if (rc == 0)
+        rc = submit(x, &c, sk, NULL, false);
+    sodium_memzero(sk, sizeof sk);
+    return rc;
+}
+
 static int do_read(struct lctx *x, const char *sub)
 {
     char path[256];
@@ -529,7 +554,9 @@ static int run(const struct cli_cmd *spec, int argc, char **argv)
     int exit_code = 2;
     const char *sub = x.n_pos > 0 ? x.pos[0] : "";
     bool account = spec == &cmd_account_spec, token = spec == &cmd_token_spec;
-    bool known = token     ? strcmp(sub, "create") == 0 && x.n_pos == 1
+    bool remove = spec == &cmd_member_remove_spec;
+    bool known = remove    ? x.n_pos == 1
+                 : token   ? strcmp(sub, "create") == 0 && x.n_pos == 1
                  : account ? strcmp(sub, "create") == 0 && x.n_pos == 2
                            : strcmp(sub, "balance") == 0 || strcmp(sub, "accounts") == 0 ||
                                  strcmp(sub, "mint") == 0 || strcmp(sub, "transfer") == 0 ||
@@ -541,7 +568,9 @@ static int run(const struct cli_cmd *spec, int argc, char **argv)
     exit_code = 1;
     if (!client_init(&x.c, spec, &x.vals))
         goto out;
-    if (token)
+    if (remove)
+        exit_code = do_member_remove(&x, sub);
+    else if (token)
         exit_code = do_token_create(&x);
     else if (account)
         exit_code = do_account_create(&x, x.pos[1]);
@@ -570,4 +599,9 @@ int cmd_account(int argc, char **argv)
 int cmd_token(int argc, char **argv)
 {
     return run(&cmd_token_spec, argc, argv);
+}
+
+int cmd_member_remove(int argc, char **argv)
+{
+    return run(&cmd_member_remove_spec, argc, argv);
 }

@@ -22,6 +22,7 @@ int cmd_kv(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
 int cmd_account(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_member_remove(int argc, char **argv);
 
 extern const struct cli_cmd cmd_node_spec;
 extern const struct cli_cmd cmd_init_spec;

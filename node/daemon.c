@@ -39,7 +39,10 @@ static const struct cli_opt node_opts[] = {
     {"bootstrap", NULL, NULL, NULL, "start a new cluster with this node as its first member",
      false},
     {"join", "HOST:PORT", NULL, NULL, "join the cluster of the member at this address", false},
-    {"token", "TOKEN", NULL, NULL, "join token (with --join)", false},
+    {"token", "TOKEN", NULL, NULL, "join token (with --join; 'nexus token create' makes one)",
+     false},
+    {"join-timeout", "DURATION", "30s", NULL,
+     "with --join: give up after this long without an answer", false},
     {"dev", NULL, NULL, NULL,
      "single-node development mode: temporary data directory, prints the API address and token",
      false},
@@ -75,6 +78,7 @@ struct node_config {
     const char *join;
     const char *join_token;
     struct join_token token; /* parsed join_token */
+    uint32_t join_timeout_ms;
     const char *peers;
     const char *labels;
     const char *advertise;
@@ -199,6 +203,10 @@ static bool config_build(struct node_config *cfg, const struct cli_values *vals)
                       cfg->join);
             return false;
         }
+        unsigned long long timeout_ms = JOIN_TIMEOUT_MS;
+        if (!cli_get_duration_ms(spec, vals, "join-timeout", 3600000, &timeout_ms))
+            return false;
+        cfg->join_timeout_ms = (uint32_t)timeout_ms;
         if (join_token_parse(cfg->join_token, &cfg->token, err, sizeof err) != NX_OK) {
             cli_error("node: --token: %s", err);
             return false;
@@ -471,7 +479,8 @@ static int start_mesh_and_join(struct node_daemon *d)
         printf("joining through %s ...\n", d->cfg.join);
         fflush(stdout);
         if (join_run(d->loop, d->mesh, &d->id, &d->cfg.token, d->cfg.join, d->cfg.advertise,
-                     d->cfg.data_dir, &d->peers, err, sizeof err) != NX_OK) {
+                     d->cfg.data_dir, d->cfg.join_timeout_ms, &d->peers, err,
+                     sizeof err) != NX_OK) {
             cli_error("%s", err);
             return -1;
         }

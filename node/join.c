@@ -332,6 +332,7 @@ struct join_client {
     char *err;
     size_t cap;
     uint64_t tries;
+    uint32_t timeout_ms;
 };
 
 static void client_finish(struct join_client *c, int rc)
@@ -364,9 +365,10 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     struct join_client *c = w->data;
     snprintf(c->err, c->cap,
-             "join: no answer from %s in %d s (is it running, and is it the node address "
-             "(--bind) of the member that made the token, not its API?)",
-             c->member_addr, JOIN_TIMEOUT_MS / 1000);
+             "join: no answer from %s in %.1f s: is it running, is it the node address "
+             "(--bind, not the API) of the member that made the token, and is the token of "
+             "its cluster?",
+             c->member_addr, c->timeout_ms / 1000.0);
     client_finish(c, NX_ERR_TIMEOUT);
 }
 
@@ -475,7 +477,7 @@ static int build_request(struct join_client *c, const struct node_identity *id,
 
 int join_run(struct ev_loop *loop, struct mesh *mesh, const struct node_identity *id,
              const struct join_token *token, const char *member_addr, const char *advertise,
-             const char *data_dir, char **seeds, char *err, size_t cap)
+             const char *data_dir, uint32_t timeout_ms, char **seeds, char *err, size_t cap)
 {
     struct join_client c = {.loop = loop,
                             .mesh = mesh,
@@ -497,7 +499,8 @@ int join_run(struct ev_loop *loop, struct mesh *mesh, const struct node_identity
         return rc;
     }
     ev_timer_init(&c.resend, on_resend, JOIN_RESEND_MS / 1000.0, JOIN_RESEND_MS / 1000.0);
-    ev_timer_init(&c.deadline, on_deadline, JOIN_TIMEOUT_MS / 1000.0, 0.);
+    ev_timer_init(&c.deadline, on_deadline, timeout_ms / 1000.0, 0.);
+    c.timeout_ms = timeout_ms;
     c.resend.data = c.deadline.data = &c;
     ev_timer_start(loop, &c.resend);
     ev_timer_start(loop, &c.deadline);

@@ -73,7 +73,8 @@ int join_seed_read(const char *data_dir, char **out) NX_MUST_USE;
  */
 int join_run(struct ev_loop *loop, struct mesh *mesh, const struct node_identity *id,
              const struct join_token *token, const char *member_addr, const char *advertise,
-             const char *data_dir, char **seeds, char *err, size_t cap) NX_MUST_USE;
+             const char *data_dir, uint32_t timeout_ms, char **seeds, char *err,
+             size_t cap) NX_MUST_USE;
 
 /* The member's side: serves JOIN_REQUESTs until join_serve_stop. */
 struct join_server;

@@ -62,7 +62,7 @@ struct mesh {
     size_t n_handlers;
     mesh_guest_fn guest_fn;
     void *guest_ctx;
-    uint64_t guest_dropped;
+    uint64_t guest_dropped, guest_wrong_cluster;
     uint64_t sender_mismatch, unexpected_type, send_failed, seal_failed;
 };
 
@@ -245,7 +245,13 @@ static void on_guest_message(struct mesh *m, const char *route, const uint8_t *d
         m->guest_dropped++;
         return;
     }
-    if (ncap_open(m->verifier, data, len, nx_clock_wall_ms(), &msg) != NX_OK)
+    int rc = ncap_open(m->verifier, data, len, nx_clock_wall_ms(), &msg);
+    if (rc == NX_ERR_WRONG_CLUSTER) { /* a token of another cluster: say so in our log */
+        m->guest_wrong_cluster++;
+        NX_WARN("join_refused", "reason=\"other cluster\" count=%llu",
+                (unsigned long long)m->guest_wrong_cluster);
+    }
+    if (rc != NX_OK)
         return; /* counted by the verifier */
     if (msg.guest && msg.h.type == NCAP_MSG_JOIN_REQUEST)
         m->guest_fn(m->guest_ctx, msg.h.sender, route, msg.body, msg.body_len);
@@ -494,7 +500,7 @@ json_t *mesh_counters_json(const struct mesh *m)
     const struct ncap_counters *c = ncap_verifier_counters(m->verifier);
     return json_pack(
         "{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
-        "s:{s:I,s:I,s:I}}",
+        "s:{s:I,s:I,s:I,s:I}}",
         "transport", "sent", (json_int_t)t.sent, "received", (json_int_t)t.received,
         "dropped_queue_full", (json_int_t)t.dropped_queue_full, "refused_handshake",
         (json_int_t)t.refused_handshake, "dropped_untrusted", (json_int_t)t.dropped_untrusted,
@@ -506,5 +512,6 @@ json_t *mesh_counters_json(const struct mesh *m)
         "unknown_sender", (json_int_t)c->unknown_sender, "stale", (json_int_t)c->stale, "future",
         (json_int_t)c->future, "bad_sig", (json_int_t)c->bad_sig, "replay", (json_int_t)c->replay,
         "mesh", "sender_mismatch", (json_int_t)m->sender_mismatch, "unexpected_type",
-        (json_int_t)m->unexpected_type, "guest_dropped", (json_int_t)m->guest_dropped);
+        (json_int_t)m->unexpected_type, "guest_dropped", (json_int_t)m->guest_dropped,
+        "guest_wrong_cluster", (json_int_t)m->guest_wrong_cluster);
 }

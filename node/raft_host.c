@@ -1067,6 +1067,13 @@ static json_t *ids_json(const struct raft_host *h, const uint64_t *ids, uint32_t
     return a;
 }
 
+static int count_node_cb(void *arg, const struct ledger_node *n)
+{
+    (void)n;
+    (*(size_t *)arg)++;
+    return 0;
+}
+
 json_t *raft_host_status_json(const struct raft_host *h)
 {
     if (h == NULL)
@@ -1102,14 +1109,18 @@ json_t *raft_host_status_json(const struct raft_host *h)
     json_object_set_new(counters, "conf_changes_proposed",
                         json_integer((json_int_t)h->conf_changes_proposed));
     json_object_set_new(counters, "voters_replaced", json_integer((json_int_t)h->voters_replaced));
-    return json_pack("{s:s,s:s,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:o}", "id", rid, "role",
-                     raft_role_name(raft_role(h->r)), "term", (json_int_t)raft_term(h->r), "leader",
-                     id_json(h, raft_leader(h->r)), "commit_index",
-                     (json_int_t)raft_commit_index(h->r), "applied_index", (json_int_t)h->applied,
-                     "snapshot_index", (json_int_t)h->snap_index, "voters",
-                     ids_json(h, c->voters, c->n_voters), "learners",
-                     ids_json(h, c->learners, c->n_learners), "pending", (json_int_t)h->n_pending,
-                     "counters", counters);
+    size_t members = 0, removed = 0;
+    if (ledger_nodes_foreach(ledger_host_ledger(h->lh), count_node_cb, &members) < 0 ||
+        ledger_removed_nodes_foreach(ledger_host_ledger(h->lh), count_node_cb, &removed) < 0)
+        members = removed = 0;
+    return json_pack(
+        "{s:s,s:s,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:o,s:{s:I,s:I}}", "id", rid, "role",
+        raft_role_name(raft_role(h->r)), "term", (json_int_t)raft_term(h->r), "leader",
+        id_json(h, raft_leader(h->r)), "commit_index", (json_int_t)raft_commit_index(h->r),
+        "applied_index", (json_int_t)h->applied, "snapshot_index", (json_int_t)h->snap_index,
+        "voters", ids_json(h, c->voters, c->n_voters), "learners",
+        ids_json(h, c->learners, c->n_learners), "pending", (json_int_t)h->n_pending, "counters",
+        counters, "registry", "members", (json_int_t)members, "removed", (json_int_t)removed);
 }
 
 /* ---- API ---------------------------------------------------------------------- */
@@ -1666,8 +1677,8 @@ static bool admit_conf_members(struct raft_host *h, const struct raft_conf *c)
     for (uint32_t i = 0; i < c->n_voters + c->n_learners; i++) {
         uint64_t id = i < c->n_voters ? c->voters[i] : c->learners[i - c->n_voters];
         const uint8_t *pk = key_of(h, id);
-        if (pk == NULL || ledger_node_is_member(l, pk))
-            continue;
+        if (pk == NULL || ledger_node_is_member(l, pk) || ledger_node_was_removed(l, pk))
+            continue; /* unknown, admitted, or removed (the registry refuses it) */
         uint8_t *cmd = NULL;
         size_t len = 0;
         if (ledger_host_admit_cmd(h->lh, pk, &cmd, &len) != NX_OK)
@@ -1732,7 +1743,7 @@ static void registry_reconcile(struct raft_host *h)
     for (uint32_t i = 0; i < c->n_voters + c->n_learners; i++) {
         uint64_t id = i < c->n_voters ? c->voters[i] : c->learners[i - c->n_voters];
         const uint8_t *pk = key_of(h, id);
-        if (id != h->id && pk && !ledger_node_is_member(l, pk) && !mesh_trusts(h->mesh, pk)) {
+        if (id != h->id && pk && ledger_node_was_removed(l, pk)) {
             (void)propose_conf(h, RAFT_CONF_REMOVE, id, "removed from the registry");
             return;
         }

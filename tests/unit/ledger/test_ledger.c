@@ -770,11 +770,13 @@ static void node_is_removed_by_operator_or_itself(void **state)
     assert_int_equal(fx_submit(&f, &c, f.op.sk, NULL), LEDGER_OK);
     assert_false(ledger_node_is_member(&f.l, node_key.pk));
     assert_int_equal(count_removed(&f), 1); /* the registry keeps refusing the key */
+    assert_true(ledger_node_was_removed(&f.l, node_key.pk));
     fx_fresh_idem(&f, c.idem_key);
     assert_int_equal(fx_submit(&f, &c, f.op.sk, NULL), LEDGER_REJ_NOT_FOUND);
     assert_int_equal(token_create(&f, "rm0002", f.time_ms + 60000, 1), LEDGER_OK);
     assert_int_equal(admit(&f, &node_key, "rm0002", SECRET), LEDGER_OK);
     assert_int_equal(count_removed(&f), 0); /* admitted again: trusted again */
+    assert_false(ledger_node_was_removed(&f.l, node_key.pk));
     fx_free(&f);
 }
 
