@@ -255,13 +255,16 @@ static int submit(struct lctx *x, const struct ledger_cmd *c, const uint8_t *sk,
         code = 0;
         if (x->c.json)
             print_json(reply);
-        else if (!quiet)
-            printf("accepted%s (index %lld%s%lld)\n",
+        else if (!quiet) {
+            char tx[32] = "";
+            if (json_is_integer(json_object_get(reply, "tx_seq")))
+                snprintf(tx, sizeof tx, ", tx %lld",
+                         (long long)json_integer_value(json_object_get(reply, "tx_seq")));
+            printf("accepted%s (index %lld%s)\n",
                    json_is_true(json_object_get(reply, "duplicate")) ? " earlier, same command"
                                                                      : "",
-                   (long long)json_integer_value(json_object_get(reply, "index")),
-                   json_object_get(reply, "tx_seq") ? ", tx " : "",
-                   (long long)json_integer_value(json_object_get(reply, "tx_seq")));
+                   (long long)json_integer_value(json_object_get(reply, "index")), tx);
+        }
     } else if (status > 0 && !(quiet && json_is_integer(rc))) {
         client_print_error(status, reply);
     }
