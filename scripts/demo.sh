@@ -53,10 +53,12 @@ wait_until() { # seconds, what, command...
   done
 }
 wait_until 30 "node a's API" a status
-wait_until 30 "the ledger's genesis" a ledger accounts
+registry_size() { a status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["raft"]["registry"]["members"])'; }
+has_genesis() { [ "$(registry_size)" -ge 1 ]; }
+wait_until 30 "the ledger's genesis" has_genesis
 
 step "a join token for two nodes, made on node a (signed with the operator key)"
-token=$(a token create --uses 2 --ttl 10m --operator-key "$OPKEY" 2>/dev/null)
+token=$(a token create --uses 2 --ttl 10m --operator-key "$OPKEY" 2>"$work/token.err") || { cat "$work/token.err" >&2; exit 1; }
 echo "token: ${token:0:60}..."
 for n in b c; do
   step "node $n joins with the token and nothing else (no trust file, no peer list)"
