@@ -62,10 +62,15 @@ class JoinTest(unittest.TestCase):
         return n
 
     def test_nodes_join_by_token_and_serve_the_registry(self):
-        a = self.bootstrap()
+        a = self.bootstrap('--raft-snapshot-every', '50')
+        for i in range(120):  # enough for a snapshot: b gets the state that way
+            self.assertEqual(http(a, 'PUT', kv_path('k%d' % i), b'v')[0], 200)
         tok = make_token(a, a, uses=2)
-        b = self.join('b', a, tok)
+        b = self.join('b', a, tok, '--raft-snapshot-every', '50')
         c = self.join('c', a, tok)
+        wait_for(lambda: raft_status(b)['counters']['snapshots_installed'] >= 1, timeout=20,
+                 what='b installs a snapshot')
+        self.assertEqual(http(b, 'GET', kv_path('k119', stale=True))[1]['value'], 'v')
         ids = {a.id, b.id, c.id}
         wait_for(lambda: set(voters(a)) == ids, timeout=30, what='three voters')
         for n in (a, b, c):
