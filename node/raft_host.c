@@ -1537,15 +1537,16 @@ enum api_result raft_host_api_ledger_read(void *ctx, struct api_request *req)
     const char *tail = api_req_tail(req);
     struct reply_to to = {.req = req};
     char what[KV_MAX_KEY_BYTES + 1];
-    if (strcmp(tail, "log") == 0) {
+    if (strcmp(tail, "log") == 0 || strcmp(tail, "audit") == 0) {
         const char *a = api_req_query(req, "after"), *l = api_req_query(req, "limit");
         unsigned long long after = a ? strtoull(a, NULL, 10) : 0;
         unsigned long long limit = l ? strtoull(l, NULL, 10) : LEDGER_HOST_LOG_DEFAULT_LIMIT;
         if (limit == 0 || limit > LEDGER_HOST_LOG_MAX_LIMIT)
             limit = LEDGER_HOST_LOG_MAX_LIMIT;
-        snprintf(what, sizeof what, "log/%llu/%llu", after, limit);
+        snprintf(what, sizeof what, "%s/%llu/%llu", tail, after, limit);
     } else if (strcmp(tail, "accounts") == 0 || strcmp(tail, "genesis") == 0 ||
-               strcmp(tail, "verify") == 0 ||
+               strcmp(tail, "verify") == 0 || strcmp(tail, "nodes") == 0 ||
+               strcmp(tail, "tenants") == 0 ||
                (strncmp(tail, "balance/", 8) == 0 && tail[8] &&
                 strlen(tail) <= 8 + LEDGER_NAME_MAX)) {
         snprintf(what, sizeof what, "%s", tail);

@@ -103,6 +103,38 @@ class JoinTest(unittest.TestCase):
                  timeout=20, what='c caught up after restart')
         self.assertIn('join_ignored', c.read_log())
 
+    def test_registry_reads_tenants_and_permissions(self):
+        a = self.bootstrap()
+        common = ('--api', a.api, '--data-dir', a.data_dir)
+        owner = os.path.join(self.c.workdir, 'owner.key')
+        out = run('account', 'create', 'olga', '--key-file', owner, *common)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = run('tenant', 'create', 'acme', '--owner-key', owner, *common)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = run('tenant', 'create', 'acme', *common)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn('exists', out.stderr)
+        # The owner (not the operator) grants on its tenant; a bad subject is a usage error.
+        out = run('perm', 'grant', 'account.create', 'acme', '--subject', a.id, '--key-file',
+                  owner, *common)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = run('perm', 'grant', 'account.create', '*', '--subject', a.id, '--key-file', owner,
+                  *common)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn('permission denied', out.stderr)
+        out = run('perm', 'revoke', 'account.create', 'acme', '--subject', a.id, *common)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = run('perm', 'grant', 'x', 'y', '--subject', 'nonsense', *common)
+        self.assertNotEqual(out.returncode, 0)
+        out = run('ledger', 'tenants', *common)
+        self.assertIn('acme', out.stdout)
+        out = run('ledger', 'nodes', *common)
+        self.assertIn(a.id + '  member', out.stdout)
+        out = run('ledger', 'audit', '--limit', '1000', *common)
+        self.assertIn('perm.grant', out.stdout)
+        self.assertIn('perm.revoke', out.stdout)
+        self.assertIn('permission denied', out.stdout)
+
     def test_refused_tokens_get_a_clear_error_and_are_counted(self):
         a = self.bootstrap()
         tok = make_token(a, a, uses=1)
