@@ -1624,6 +1624,26 @@ struct ledger *raft_host_ledger(struct raft_host *h)
     return ledger_host_ledger(h->lh);
 }
 
+void raft_host_submit_kv(struct raft_host *h, const char *key, const char *value, size_t vlen,
+                         raft_host_done_fn done, void *arg)
+{
+    struct reply_to to = {.done = done, .done_arg = arg};
+    uint8_t op = value ? KV_OP_PUT : KV_OP_DELETE;
+    size_t klen = strlen(key);
+    if (!kv_key_valid(key, klen)) {
+        answer_error(h, &to, 400, "invalid key");
+        return;
+    }
+    if (raft_role(h->r) != RAFT_LEADER && forward_to(h, &to, op, key, klen, value, vlen))
+        return;
+    (void)kv_write(h, &to, (enum kv_op)op, key, klen, value, vlen);
+}
+
+int raft_host_kv_scan(struct raft_host *h, const char *prefix, kv_scan_fn fn, void *arg)
+{
+    return kv_scan(h->store, prefix, fn, arg);
+}
+
 /* The key of a Raft id we know (ourselves or a peer), or NULL. */
 static const uint8_t *key_of(struct raft_host *h, uint64_t id)
 {
