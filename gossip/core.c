@@ -78,10 +78,12 @@ struct probe {
     bool active;
     bool acked;
     bool indirect_sent;
+    bool deferred; /* the verdict was put off once for our own poor health */
     uint32_t target;
     uint32_t seq;
     uint32_t expected_nacks;
     uint32_t nacks;
+    uint64_t start_ms;
     uint64_t direct_deadline_ms;
 };
 
@@ -964,27 +966,53 @@ static uint32_t pick_random_alive(struct gossip_core *c, uint32_t skip, uint32_t
     return seen < want ? seen : want;
 }
 
-static void finish_probe(struct gossip_core *c, uint64_t now)
+/*
+ * Lifeguard: nacks that should have come and did not mean that our own links
+ * or CPU are at fault, not the target. The health multiplier goes up by the
+ * number missing; when it did, the verdict waits until the period as scaled
+ * by the new multiplier has passed since the probe started, so a late ack
+ * (ours to read, and slow because of us) can still clear the target. True
+ * when the verdict was put off.
+ */
+static bool defer_verdict(struct gossip_core *c, uint64_t now)
+{
+    struct probe *p = &c->probe;
+    uint32_t missing = p->expected_nacks > p->nacks ? p->expected_nacks - p->nacks : 0;
+    if (p->deferred)
+        return false;
+    if (p->expected_nacks == 0) {
+        adjust_health(c, 1); /* no nacks to judge by: any failure counts */
+        return false;
+    }
+    adjust_health(c, (int)missing);
+    uint64_t end = p->start_ms + (uint64_t)c->cfg.probe_interval_ms * scale(c);
+    if (missing == 0 || end <= now)
+        return false;
+    p->deferred = true;
+    c->next_probe_ms = end;
+    c->ctr.verdicts_deferred++;
+    return true;
+}
+
+/* Ends the probe in flight; false when its verdict was put off (see above). */
+static bool finish_probe(struct gossip_core *c, uint64_t now)
 {
     struct probe *p = &c->probe;
     if (!p->active || p->acked) {
         p->active = false;
-        return;
+        return true;
     }
+    if (defer_verdict(c, now))
+        return false;
     p->active = false;
     c->ctr.probes_failed++;
     emit(c, now, GOSSIP_TRACE_PROBE_FAIL, p->target);
-    /* Lifeguard: missing nacks mean our own links or CPU are at fault. */
-    if (p->expected_nacks > 0)
-        adjust_health(c, (int)(p->expected_nacks -
-                               (p->nacks < p->expected_nacks ? p->nacks : p->expected_nacks)));
-    else
-        adjust_health(c, 1);
     struct member *m = &c->m[p->target];
     if (!is_live(m->state))
-        return;
+        return true;
     /* our next probe goes to the suspect again, carrying the suspicion */
     on_suspect(c, now, m->id, m->incarnation, c->m[0].id);
+    return true;
 }
 
 static void start_probe(struct gossip_core *c, uint64_t now)
@@ -998,6 +1026,7 @@ static void start_probe(struct gossip_core *c, uint64_t now)
     p->active = true;
     p->target = target;
     p->seq = ++c->seq;
+    p->start_ms = now;
     p->direct_deadline_ms = now + (uint64_t)c->cfg.probe_timeout_ms * scale(c);
     c->ctr.probes++;
     emit(c, now, GOSSIP_TRACE_PROBE, target);
@@ -1222,10 +1251,8 @@ void gossip_tick(struct gossip_core *c, uint64_t now)
     struct probe *p = &c->probe;
     if (p->active && !p->acked && !p->indirect_sent && now >= p->direct_deadline_ms)
         send_ping_reqs(c, now);
-    if (now >= c->next_probe_ms) {
-        finish_probe(c, now);
+    if (now >= c->next_probe_ms && finish_probe(c, now))
         start_probe(c, now);
-    }
     for (unsigned i = 0; i < GOSSIP_RELAYS_MAX; i++) {
         struct relay *r = &c->relays[i];
         if (!r->used || now < r->deadline_ms)
