@@ -29,6 +29,7 @@ struct sim_node {
     uint8_t id[GOSSIP_ID_BYTES];
     bool crashed, left;
     uint32_t slow;
+    uint64_t slow_until; /* counts as slowed until then (see gsim_set_slow) */
     uint8_t group;
     uint64_t tick_at;
 };
@@ -155,6 +156,11 @@ static void schedule_tick(struct gsim *s, uint32_t i, uint64_t deadline)
     heap_push(s, (struct sim_ev){.t = deadline, .kind = EV_TICK, .node = i});
 }
 
+static bool counts_slowed(const struct gsim *s, uint32_t node)
+{
+    return s->nodes[node].slow > 1 || s->now < s->nodes[node].slow_until;
+}
+
 static void check_event(struct gsim *s, uint32_t observer, const struct gossip_event *e)
 {
     int j = node_of(s, e->id);
@@ -179,13 +185,13 @@ static void check_event(struct gsim *s, uint32_t observer, const struct gossip_e
                      "t=%llu ms: node %u declared healthy node %d dead", (unsigned long long)s->now,
                      observer, j);
     } else if (e->kind == GOSSIP_EV_SUSPECT && healthy) {
-        bool slowed = s->nodes[j].slow > 1;
+        bool slowed = counts_slowed(s, (uint32_t)j);
         s->stats.false_suspicions++;
         s->stats.slow_suspicions += slowed;
         if (s->in_tick) { /* a timer raises a suspicion only by a failed probe */
             s->stats.raised_healthy += !slowed;
             s->stats.raised_slowed += slowed;
-            s->stats.raised_by_slowed += s->nodes[observer].slow > 1;
+            s->stats.raised_by_slowed += counts_slowed(s, observer);
         }
     }
 }
@@ -421,7 +427,11 @@ void gsim_leave(struct gsim *s, uint32_t node)
 
 void gsim_set_slow(struct gsim *s, uint32_t node, uint32_t factor)
 {
-    s->nodes[node].slow = factor;
+    struct sim_node *nd = &s->nodes[node];
+    if (nd->slow > 1 && factor <= 1) /* its backlog drains, its probes finish */
+        nd->slow_until =
+            s->now + (uint64_t)s->cfg.lat_max_ms * nd->slow + s->cfg.gossip.probe_interval_ms * 2u;
+    nd->slow = factor;
 }
 
 void gsim_partition(struct gsim *s, const uint8_t *group)

@@ -43,7 +43,8 @@ struct gsim_stats {
     uint64_t false_suspicions; /* healthy node suspected (events, all observers) */
     uint64_t slow_suspicions;  /* of which about a slowed node */
     uint64_t raised_healthy;   /* raised by a node's own failed probe, about a
-                                  healthy node that is not slowed */
+                                  healthy node that is not slowed (see
+                                  gsim_set_slow) */
     uint64_t raised_slowed;    /* raised by a failed probe, about a slowed node */
     uint64_t raised_by_slowed; /* raised by a slowed node's failed probe */
     uint64_t deaths;           /* all DEAD events */
@@ -87,6 +88,12 @@ void gsim_crash(struct gsim *s, uint32_t node);
  */
 int gsim_restart(struct gsim *s, uint32_t node, uint64_t incarnation, uint32_t via);
 void gsim_leave(struct gsim *s, uint32_t node);
+/*
+ * factor 1 ends a slowdown. For the suspicion counts in gsim_stats a node
+ * still counts as slowed after that for lat_max_ms * factor (messages sent
+ * to it while slowed are still arriving late) plus two protocol periods
+ * (probes that met the slowdown are still ending).
+ */
 void gsim_set_slow(struct gsim *s, uint32_t node, uint32_t factor);
 /* group[i] for each node; messages between groups are lost. NULL heals. */
 void gsim_partition(struct gsim *s, const uint8_t *group);
