@@ -269,14 +269,16 @@ static void stress_add(struct stress *r, const struct scenario *sc, bool lifegua
     gsim_destroy(s);
 }
 
-/* off/on; with none left on, a lower bound as if one were. */
+/* off/on; with none left on, a lower bound as if one were; "-" when off is 0. */
 static void print_row(const char *what, uint64_t off, uint64_t on)
 {
     char buf[32];
-    if (on)
+    if (!off)
+        snprintf(buf, sizeof buf, "-");
+    else if (on)
         snprintf(buf, sizeof buf, "%.1f", (double)off / (double)on);
     else
-        snprintf(buf, sizeof buf, off ? ">= %llu" : "-", (unsigned long long)off);
+        snprintf(buf, sizeof buf, ">= %llu", (unsigned long long)off);
     printf("%-44s %14llu %14llu %10s\n", what, (unsigned long long)off, (unsigned long long)on,
            buf);
 }
