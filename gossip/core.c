@@ -58,12 +58,13 @@ struct member {
     uint64_t proven_inc; /* highest incarnation an ack of it carried */
     uint8_t *meta;       /* owned; encoded metadata */
     uint16_t meta_len;
-    uint8_t state;  /* enum gossip_state */
-    uint8_t n_tags; /* distinct suspecters seen (first + confirmations) */
-    uint8_t tx;     /* broadcast transmissions so far */
-    bool queued;    /* in bq[] */
-    bool checked;   /* given its last-call probe (see last_call) */
-    uint32_t from;  /* member index of the suspecter, for SUSPECT broadcasts */
+    uint8_t state;     /* enum gossip_state */
+    uint8_t n_tags;    /* distinct suspecters seen (first + confirmations) */
+    uint8_t tx;        /* broadcast transmissions so far */
+    bool queued;       /* in bq[] */
+    bool called;       /* sent its last-call ping (see last_calls) */
+    uint32_t from;     /* member index of the suspecter, for SUSPECT broadcasts */
+    uint32_t call_seq; /* seq of the last-call ping, to know its ack */
     uint32_t tags[GOSSIP_INDIRECT_K_MAX + 1]; /* id prefixes of suspecters */
 };
 
@@ -837,7 +838,7 @@ static void on_suspect(struct gossip_core *c, uint64_t now, const uint8_t *id, u
         c->ctr.suspicions_raised++;
     else
         c->ctr.suspicions_learned++;
-    m->checked = false;
+    m->called = false;
     probe_next(c, idx);
     emit(c, now, GOSSIP_EV_SUSPECT, idx);
     enqueue(c, idx, from_idx);
@@ -929,6 +930,36 @@ static void expire_suspicions(struct gossip_core *c, uint64_t now)
     }
 }
 
+/*
+ * Last call: two of our periods before a suspicion ends here, the suspect
+ * gets one more ping of its own, outside the probe schedule (no relays, no
+ * health change, nobody's probe delayed). The ping carries the suspicion
+ * first; the suspect's ack carries the refutation back (or proves a newer
+ * incarnation), so we do not declare dead a member whose refutation we
+ * merely missed while others spread it. The "probe the suspect next" rule
+ * does not ensure this: when many suspicions arrive at once, each pushes the
+ * one before back in the round.
+ */
+static uint64_t last_call_ms(const struct gossip_core *c, const struct member *m)
+{
+    uint64_t lead = 2ull * c->cfg.probe_interval_ms * scale(c);
+    uint64_t deadline = suspect_deadline(c, m);
+    return deadline > lead ? deadline - lead : 0;
+}
+
+static void last_calls(struct gossip_core *c, uint64_t now)
+{
+    for (uint32_t i = 1; i < c->n && c->n_suspect > 0; i++) {
+        struct member *m = &c->m[i];
+        if (m->state != GOSSIP_SUSPECT || m->called || now < last_call_ms(c, m))
+            continue;
+        m->called = true;
+        m->call_seq = ++c->seq;
+        struct small sm = {.type = GOSSIP_MSG_PING, .seq = m->call_seq, .target = m->id};
+        send_small(c, i, NULL, NULL, &sm);
+    }
+}
+
 /* ---- probing ---------------------------------------------------------------- */
 
 static void adjust_health(struct gossip_core *c, int delta)
@@ -986,10 +1017,14 @@ static uint32_t pick_random_alive(struct gossip_core *c, uint32_t skip, uint32_t
 /*
  * Lifeguard: nacks that should have come and did not mean that our own links
  * or CPU are at fault, not the target. The health multiplier goes up by the
- * number missing; when it did, the verdict waits until the period as scaled
- * by the new multiplier has passed since the probe started, so a late ack
- * (ours to read, and slow because of us) can still clear the target. True
- * when the verdict was put off.
+ * number missing. When not one came back, our own slowness is the likeliest
+ * cause, and this probe was timed with the multiplier from before: the
+ * verdict waits one more period, so that a late ack (slow because of us) can
+ * still clear the target. A nack that did arrive shows that our receive path
+ * works (a partition may have swallowed the others): no waiting then. The
+ * wait is one base period, not one scaled by the new multiplier: in a
+ * partition every member's multiplier climbs, and scaled waits slowed the
+ * detection of the unreachable side. True when the verdict was put off.
  */
 static bool defer_verdict(struct gossip_core *c, uint64_t now)
 {
@@ -1002,11 +1037,10 @@ static bool defer_verdict(struct gossip_core *c, uint64_t now)
         return false;
     }
     adjust_health(c, (int)missing);
-    uint64_t end = p->start_ms + (uint64_t)c->cfg.probe_interval_ms * scale(c);
-    if (missing == 0 || end <= now)
+    if (p->nacks > 0)
         return false;
     p->deferred = true;
-    c->next_probe_ms = end;
+    c->next_probe_ms = now + c->cfg.probe_interval_ms;
     c->ctr.verdicts_deferred++;
     return true;
 }
@@ -1032,34 +1066,9 @@ static bool finish_probe(struct gossip_core *c, uint64_t now)
     return true;
 }
 
-/*
- * Last call: a suspect whose suspicion ends here within two of our periods
- * is probed once more, out of turn (the round order is left as it was, so
- * nobody else is skipped). Our ping carries the suspicion to it and its ack
- * carries the refutation back, so we do not declare dead a member whose
- * refutation we merely missed while others spread it.
- */
-static uint32_t last_call(const struct gossip_core *c, uint64_t now)
-{
-    uint64_t horizon = now + 2ull * c->cfg.probe_interval_ms * scale(c);
-    uint32_t best = NO_INDEX;
-    for (uint32_t i = 1; i < c->n && c->n_suspect > 0; i++) {
-        const struct member *m = &c->m[i];
-        if (m->state != GOSSIP_SUSPECT || m->checked || suspect_deadline(c, m) > horizon)
-            continue;
-        if (best == NO_INDEX || suspect_deadline(c, m) < suspect_deadline(c, &c->m[best]))
-            best = i;
-    }
-    return best;
-}
-
 static void start_probe(struct gossip_core *c, uint64_t now)
 {
-    uint32_t target = last_call(c, now);
-    if (target == NO_INDEX)
-        target = next_probe_target(c);
-    else
-        c->m[target].checked = true;
+    uint32_t target = next_probe_target(c);
     c->next_probe_ms = now + (uint64_t)c->cfg.probe_interval_ms * scale(c);
     if (target == NO_INDEX)
         return;
@@ -1176,7 +1185,8 @@ static void proven_alive(struct gossip_core *c, uint64_t now, uint32_t idx, uint
  * missed its refutation or metadata change: poke it with a gossip message,
  * which carries our stale view, and it answers with its current record.
  */
-static void on_ack(struct gossip_core *c, uint64_t now, uint32_t seq, uint64_t incarnation)
+static void on_ack(struct gossip_core *c, uint64_t now, const uint8_t *from, uint32_t seq,
+                   uint64_t incarnation)
 {
     struct probe *p = &c->probe;
     if (p->active && !p->acked && seq == p->seq) {
@@ -1197,6 +1207,14 @@ static void on_ack(struct gossip_core *c, uint64_t now, uint32_t seq, uint64_t i
             reply(c, r->origin, r->origin_addr, GOSSIP_MSG_ACK, r->origin_seq, incarnation);
             return;
         }
+    }
+    uint32_t idx = find(c, from); /* the answer to a last call? */
+    if (idx != NO_INDEX && idx != 0 && c->m[idx].called && c->m[idx].call_seq == seq) {
+        if (incarnation > c->m[idx].incarnation && is_live(c->m[idx].state)) {
+            proven_alive(c, now, idx, incarnation);
+            send_small(c, idx, NULL, NULL, &(struct small){.type = GOSSIP_MSG_GOSSIP});
+        }
+        return;
     }
     c->ctr.drops[GOSSIP_DROP_STALE_ACK]++;
 }
@@ -1259,7 +1277,7 @@ int gossip_receive(struct gossip_core *c, uint64_t now, const uint8_t from[GOSSI
             send_small(c, c->fix_to, NULL, NULL, &(struct small){.type = GOSSIP_MSG_GOSSIP});
         break;
     case GOSSIP_MSG_ACK:
-        on_ack(c, now, msg.seq, msg.incarnation);
+        on_ack(c, now, from, msg.seq, msg.incarnation);
         break;
     case GOSSIP_MSG_NACK:
         on_nack(c, now, msg.seq);
@@ -1335,6 +1353,7 @@ void gossip_tick(struct gossip_core *c, uint64_t now)
         if (r->used && now >= r->expire_ms)
             r->used = false;
     }
+    last_calls(c, now);
     expire_suspicions(c, now);
     if (c->cfg.push_pull_interval_ms && now >= c->next_push_pull_ms) {
         c->next_push_pull_ms = now + push_pull_interval_ms(c);
@@ -1492,9 +1511,15 @@ void gossip_ready(struct gossip_core *c, struct gossip_ready *out)
         for (unsigned i = 0; i < GOSSIP_RELAYS_MAX; i++)
             if (c->relays[i].used)
                 d = relay_deadline(&c->relays[i], d);
-        for (uint32_t i = 1; i < c->n && c->n_suspect > 0; i++)
-            if (c->m[i].state == GOSSIP_SUSPECT && suspect_deadline(c, &c->m[i]) < d)
-                d = suspect_deadline(c, &c->m[i]);
+        for (uint32_t i = 1; i < c->n && c->n_suspect > 0; i++) {
+            const struct member *m = &c->m[i];
+            if (m->state != GOSSIP_SUSPECT)
+                continue;
+            if (suspect_deadline(c, m) < d)
+                d = suspect_deadline(c, m);
+            if (!m->called && last_call_ms(c, m) < d)
+                d = last_call_ms(c, m);
+        }
         if (c->cfg.push_pull_interval_ms && c->next_push_pull_ms < d)
             d = c->next_push_pull_ms;
         if (c->joining && c->next_join_ms < d)
