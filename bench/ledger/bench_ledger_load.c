@@ -136,8 +136,8 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void start(struct prop *p, CURLM *multi, const struct work *w, size_t item,
-                  char urls[][128], size_t n_urls)
+static void start(struct prop *p, CURLM *multi, const struct work *w, size_t item, char urls[][128],
+                  size_t n_urls)
 {
     p->item = item;
     curl_easy_setopt(p->easy, CURLOPT_URL, urls[item % n_urls]);
@@ -172,8 +172,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n_keys; i++)
         if (load_key(&keys[i], argv[6 + i]) != 0)
             return 2;
-    struct work w = {calloc((size_t)count, sizeof(uint8_t *)), calloc((size_t)count, sizeof(size_t)),
-                     calloc((size_t)count, sizeof(char *)), (size_t)count};
+    struct work w = {calloc((size_t)count, sizeof(uint8_t *)),
+                     calloc((size_t)count, sizeof(size_t)), calloc((size_t)count, sizeof(char *)),
+                     (size_t)count};
     struct prop *props = calloc((size_t)conc, sizeof *props);
     uint64_t *lat = malloc((size_t)count * sizeof *lat);
     if (!w.cmds || !w.cmd_lens || !w.bodies || !props || !lat || sign_all(&w, keys, n_keys, cid))
