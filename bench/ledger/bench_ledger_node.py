@@ -18,7 +18,8 @@ if each voter had a core of its own (the deployment the goal has in mind).
 The transfers are signed by bench_ledger_load before its timed phase (the client's
 signing is not measured) with key files that `nexus account create` wrote; each
 account pays the next one 1, so none can overdraw. Settings: NX_BENCH_LEDGER_COUNT
-(transfers per level), NX_BENCH_SECONDS (KV baseline per level).
+(transfers per level), NX_BENCH_LEDGER_LEVELS (connections, comma-separated),
+NX_BENCH_SECONDS (KV baseline per level).
 """
 import json
 import os
@@ -28,7 +29,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'tests', 'integration'))
 from harness import NEXUS, Cluster, raft_leader, raft_status, run, wait_for  # noqa: E402
 
-LEVELS = [64, 256]
+LEVELS = [int(x) for x in os.environ.get('NX_BENCH_LEDGER_LEVELS', '64,256').split(',')]
 COUNT = int(os.environ.get('NX_BENCH_LEDGER_COUNT', '20000'))
 KV_SECONDS = float(os.environ.get('NX_BENCH_SECONDS', '4'))
 ACCOUNTS = 32
