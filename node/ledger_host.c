@@ -121,6 +121,8 @@ int ledger_host_open(struct ledger_host **out, struct raft_store *rs, const char
         return NX_ERR_NOMEM;
     }
     ledger_init(&lh->l, lh->store);
+    if (ledger_sig_memo_enable(&lh->l) != NX_OK) /* works without: verifies twice on the receiver */
+        NX_WARN("ledger_sig_memo_off", "error=\"%s\"", nx_strerror(NX_ERR_NOMEM));
     _Static_assert(NODE_CLUSTER_ID_BYTES == LEDGER_CLUSTER_ID_BYTES, "one cluster id");
     lh->have_cid = node_cluster_id_load(lh->cid, data_dir, false, err, cap) == NX_OK;
     char path[4096];
@@ -148,6 +150,7 @@ void ledger_host_free(struct ledger_host *lh)
 {
     if (lh == NULL)
         return;
+    ledger_fini(&lh->l);
     ledger_store_rocksdb_free(lh->store);
     sodium_memzero(lh->op_sk, sizeof lh->op_sk);
     free(lh->genesis);

@@ -1515,7 +1515,8 @@ enum api_result raft_host_api_ledger_command(void *ctx, struct api_request *req)
         api_reply_error(req, 400, "not a well-formed ledger command (docs/ledger.md section 3)");
         return API_DONE;
     }
-    if (ledger_cmd_verify(cmd, len) != NX_OK) { /* refuse junk before it takes a log slot */
+    /* refuse junk before it takes a log slot; apply here reuses this check (ledger.h) */
+    if (ledger_cmd_precheck(ledger_host_ledger(h->lh), cmd, len) != NX_OK) {
         free(cmd);
         api_reply_error(req, 400, "bad signature: the command is not signed by its author");
         return API_DONE;
