@@ -2,7 +2,7 @@
 signed transfers (issue 6, item 7).
 
 The client side is a second implementation of the command bytes (docs/ledger.md section
-3, checked against the documented test vector) with Ed25519 from Python's `cryptography`:
+3, checked against the documented test vector) with Ed25519 from libsodium (ctypes, harness.Sodium):
 every transfer is signed here, before the burst, with the payer's key file that
 `nexus account create` wrote. WORKERS threads post them to the five members' APIs in
 turn. A transfer has a fixed idempotency key and creation time, so resending it is safe:
@@ -27,10 +27,7 @@ import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from harness import Cluster, http, raft_leader, raft_status, run, wait_for
+from harness import Cluster, Sodium, http, raft_leader, raft_status, run, wait_for
 
 N_NODES = 5
 N_TRANSFERS = 1000
@@ -51,12 +48,11 @@ def name_bytes(name):
 
 def transfer_cmd(seed, cluster_id, idem, created_ms, src, dst, amount):
     """A signed transfer command (docs/ledger.md section 3)."""
-    sk = Ed25519PrivateKey.from_private_bytes(seed)
-    author = sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    author, sk = Sodium.keypair(seed)
     body = name_bytes(src) + name_bytes(dst) + struct.pack('<Q', amount)
     signed = (CMD_DOMAIN + bytes([CMD_TRANSFER, 0, 0, 0]) + struct.pack('<I', len(body)) +
               cluster_id + author + idem + struct.pack('<Q', created_ms) + body)
-    return signed + sk.sign(signed)
+    return signed + Sodium.sign(sk, signed)
 
 
 def read_seed(path):
