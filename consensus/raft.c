@@ -770,6 +770,22 @@ static void bcast_append(struct raft *r)
     r->bcast_pending = false;
 }
 
+/* Sends entries a follower lacks, to p first and then (after a commit) to the others. */
+static void send_pending_entries(struct raft *r, struct progress *first)
+{
+    if (r->role != RAFT_LEADER)
+        return;
+    while (send_append(r, first, false) && first->state == PR_REPLICATE) {
+    }
+    for (uint32_t i = 0; i < r->n_prs; i++) {
+        struct progress *p = &r->prs[i];
+        if (p == first || p->id == r->id)
+            continue;
+        while (send_append(r, p, false) && p->state == PR_REPLICATE) {
+        }
+    }
+}
+
 static void bcast_heartbeat(struct raft *r)
 {
     for (uint32_t i = 0; i < r->n_prs; i++) {
@@ -1085,12 +1101,14 @@ static void handle_append_resp(struct raft *r, const struct raft_msg *m)
             infl_free_to(r, p, m->index);
             break;
         }
-        if (maybe_commit(r)) {
-            bcast_append(r);
-        } else if (r->role == RAFT_LEADER) {
-            while (send_append(r, p, false) && p->state == PR_REPLICATE) {
-            }
-        }
+        /*
+         * A new commit index is not worth a message of its own: it rides on
+         * the next append or heartbeat (followers apply at most a heartbeat
+         * later when idle). An empty append per follower per commit, and its
+         * acknowledgement, doubled the messages per proposal.
+         */
+        if (maybe_commit(r) || r->role == RAFT_LEADER)
+            send_pending_entries(r, p);
         if (r->role == RAFT_LEADER && r->transferee == m->from && p->match == last_index(r))
             (void)msg_new(r, RAFT_MSG_TIMEOUT_NOW, m->from);
     }
@@ -1478,7 +1496,7 @@ int raft_compact(struct raft *r, uint64_t index, const void *data, size_t len)
  * After the host persisted a ready: the leader's own copy now counts up to
  * stable (I7), which may commit (e.g. a single voter, or followers that were
  * faster than the leader's disk); followers learn the new commit index with
- * the next append.
+ * the next append or heartbeat.
  */
 static void leader_persisted(struct raft *r)
 {
@@ -1488,8 +1506,7 @@ static void leader_persisted(struct raft *r)
     if (self == NULL || self->match >= self_persisted(r))
         return;
     self->match = self_persisted(r);
-    if (maybe_commit(r) && r->role == RAFT_LEADER)
-        r->bcast_pending = true;
+    (void)maybe_commit(r); /* followers learn it with the next append or heartbeat */
 }
 
 static struct raft_hard_state hard_state(const struct raft *r)
