@@ -8,8 +8,10 @@
  * just before libev blocks for I/O, an ev_prepare watcher drains the core's
  * Ready exactly per the contract in consensus/raft.h:
  *
+ *     0. send the leader's appends (rd.n_msgs_early) at once, so the
+ *        followers write while we do;
  *     1. persist: snapshot, entries, hard state as ONE synced WriteBatch;
- *     2. send:    every message, as one NCAP_MSG_RAFT envelope each;
+ *     2. send:    every other message, as one NCAP_MSG_RAFT envelope each;
  *     3. apply:   install the snapshot (one WriteBatch replacing the kv column
  *                 family), apply committed entries (one WriteBatch with the
  *                 applied index), answer the API requests they complete,
@@ -692,17 +694,24 @@ static void process_ready(struct raft_host *h)
         h->readies++;
         if (rd.has_soft_state)
             on_role_change(h, &rd.soft_state);
+        /*
+         * The leader's appends (rd.n_msgs_early) leave before our synced
+         * write, so the followers' fsyncs run while ours does; everything
+         * else (votes, acknowledgements) only once it is durable.
+         */
         uint64_t t0 = nx_clock_mono_us();
-        int rc = raft_store_persist(h->store, &rd);
+        send_msgs(h, rd.msgs, rd.n_msgs_early);
         uint64_t t1 = nx_clock_mono_us();
-        h->persist_us += t1 - t0;
+        int rc = raft_store_persist(h->store, &rd);
+        uint64_t t2 = nx_clock_mono_us();
+        h->persist_us += t2 - t1;
         if (rc != NX_OK) {
             fatal(h, "persist", rc);
             return;
         }
-        send_msgs(h, rd.msgs, rd.n_msgs);
-        uint64_t t2 = nx_clock_mono_us();
-        h->send_us += t2 - t1;
+        send_msgs(h, rd.msgs + rd.n_msgs_early, rd.n_msgs - rd.n_msgs_early);
+        uint64_t t3 = nx_clock_mono_us();
+        h->send_us += (t1 - t0) + (t3 - t2);
         if (rd.snapshot) {
             rc = ledger_host_install(h->lh, h->store, rd.snapshot->data, rd.snapshot->len,
                                      rd.snapshot->index);
@@ -716,7 +725,7 @@ static void process_ready(struct raft_host *h)
             h->snapshots_installed++;
         }
         rc = apply_committed(h, rd.committed, rd.n_committed);
-        h->apply_us += nx_clock_mono_us() - t2;
+        h->apply_us += nx_clock_mono_us() - t3;
         if (rc != NX_OK) {
             fatal(h, "apply", rc);
             return;
