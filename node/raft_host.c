@@ -151,6 +151,7 @@ struct raft_host {
     uint64_t ledger_accepted, ledger_rejected, genesis_proposals;
     uint64_t chunks_sent, chunks_received, chunks_bad;
     uint64_t persist_us, send_us, apply_us; /* time spent in each step (µs, total) */
+    uint64_t snapshot_us;                   /* making snapshots (µs, total) */
 };
 
 /* ---- ids and peers -------------------------------------------------------- */
@@ -635,6 +636,7 @@ static void maybe_snapshot(struct raft_host *h)
         return;
     uint8_t *data = NULL;
     size_t len = 0;
+    uint64_t t0 = nx_clock_mono_us();
     int rc = ledger_host_snapshot(h->lh, h->store, &data, &len);
     if (rc != NX_OK) {
         NX_WARN("raft_snapshot_skipped", "error=\"%s\"", nx_strerror(rc));
@@ -651,7 +653,10 @@ static void maybe_snapshot(struct raft_host *h)
     }
     h->snap_index = index;
     h->snapshots_made++;
-    NX_INFO("raft_snapshot", "index=%llu bytes=%zu", (unsigned long long)index, len);
+    uint64_t us = nx_clock_mono_us() - t0; /* the loop stands still meanwhile */
+    h->snapshot_us += us;
+    NX_INFO("raft_snapshot", "index=%llu bytes=%zu us=%llu", (unsigned long long)index, len,
+            (unsigned long long)us);
 }
 
 static void on_role_change(struct raft_host *h, const struct raft_soft_state *ss)
@@ -1077,6 +1082,7 @@ json_t *raft_host_status_json(const struct raft_host *h)
     json_object_set_new(counters, "persist_us", json_integer((json_int_t)h->persist_us));
     json_object_set_new(counters, "send_us", json_integer((json_int_t)h->send_us));
     json_object_set_new(counters, "apply_us", json_integer((json_int_t)h->apply_us));
+    json_object_set_new(counters, "snapshot_us", json_integer((json_int_t)h->snapshot_us));
     json_object_set_new(counters, "ledger_accepted", json_integer((json_int_t)h->ledger_accepted));
     json_object_set_new(counters, "ledger_rejected", json_integer((json_int_t)h->ledger_rejected));
     json_object_set_new(counters, "genesis_proposals",
