@@ -167,7 +167,8 @@ struct ledger_store *ledger_host_store(struct ledger_host *lh)
     return lh->store;
 }
 
-int ledger_host_genesis_cmd(struct ledger_host *lh, uint8_t **cmd, size_t *len)
+int ledger_host_genesis_cmd(struct ledger_host *lh, const uint8_t first_node[LEDGER_KEY_BYTES],
+                            uint8_t **cmd, size_t *len)
 {
     uint8_t cid[LEDGER_CLUSTER_ID_BYTES], opk[LEDGER_KEY_BYTES];
     if (!lh->have_op || ledger_genesis_get(&lh->l, cid, opk) != NX_ERR_NOT_FOUND)
@@ -182,6 +183,7 @@ int ledger_host_genesis_cmd(struct ledger_host *lh, uint8_t **cmd, size_t *len)
             randombytes_buf(c.cluster_id, sizeof c.cluster_id);
         randombytes_buf(c.idem_key, sizeof c.idem_key);
         memcpy(c.author, lh->op_pk, LEDGER_KEY_BYTES);
+        memcpy(c.u.genesis.first_node, first_node, LEDGER_KEY_BYTES);
         c.created_ms = nx_clock_wall_ms();
         int rc = ledger_cmd_build(&c, lh->op_sk, &lh->genesis, &lh->genesis_len);
         if (rc != NX_OK)

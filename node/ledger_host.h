@@ -58,9 +58,11 @@ struct ledger_store *ledger_host_store(struct ledger_host *lh);
 /*
  * When this node holds an operator key and the ledger has no genesis: a
  * signed genesis command (*cmd malloc'd, caller frees), made once and reused
- * (so re-proposals are duplicates). NX_ERR_NOT_FOUND when there is nothing to do.
+ * (so re-proposals are duplicates). first_node (the proposing node) is a
+ * member of the registry from genesis on. NX_ERR_NOT_FOUND when there is nothing to do.
  */
-int ledger_host_genesis_cmd(struct ledger_host *lh, uint8_t **cmd, size_t *len) NX_MUST_USE;
+int ledger_host_genesis_cmd(struct ledger_host *lh, const uint8_t first_node[LEDGER_KEY_BYTES],
+                            uint8_t **cmd, size_t *len) NX_MUST_USE;
 
 /*
  * An operator-signed admission of node (the operator admits directly: static

@@ -789,7 +789,7 @@ static void propose_genesis(struct raft_host *h)
 {
     uint8_t *cmd = NULL;
     size_t len = 0;
-    if (ledger_host_genesis_cmd(h->lh, &cmd, &len) != NX_OK)
+    if (ledger_host_genesis_cmd(h->lh, h->ident->pk, &cmd, &len) != NX_OK)
         return;
     h->genesis_proposals++;
     NX_INFO("ledger_genesis_proposed", "bytes=%zu", len);

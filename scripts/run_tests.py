@@ -15,8 +15,6 @@ import time
 
 TIMEOUT_S = int(os.environ.get('NX_TEST_TIMEOUT', '300'))  # per test program
 CMOCKA_RE = re.compile(r'^\[\s*(OK|FAILED|SKIPPED)\s*\] (\S+)\s*$')
-UNITTEST_RE = re.compile(r'^(\w+) \(([\w.]+)\)(?:\n.*)? \.\.\. (ok|FAIL|ERROR|skipped.*|expected failure)$',
-                         re.M)
 
 
 def run(cmd, env):
@@ -44,18 +42,27 @@ def count_cmocka(out):
     return counts, sorted(failed)
 
 
+RAN_RE = re.compile(r'^Ran (\d+) tests? in', re.M)
+SUMMARY_RE = re.compile(r'^(OK|FAILED)(?: \((.*)\))?\s*$', re.M)
+FAILED_NAME_RE = re.compile(r'^(?:FAIL|ERROR): (\w+) \(', re.M)
+
+
 def count_unittest(out):
+    """From unittest's own summary ("Ran N tests", "OK (skipped=1)", "FAILED (failures=1,
+    errors=2)"), so a test that prints does not hide its result line."""
     counts = {'passed': 0, 'failed': 0, 'skipped': 0}
-    failed_names = []
-    for m in UNITTEST_RE.finditer(out):
-        status = m.group(3)
-        if status == 'ok' or status == 'expected failure':
-            counts['passed'] += 1
-        elif status.startswith('skipped'):
-            counts['skipped'] += 1
-        else:
-            counts['failed'] += 1
-            failed_names.append(m.group(1))
+    ran = RAN_RE.findall(out)
+    summary = SUMMARY_RE.findall(out)
+    failed_names = FAILED_NAME_RE.findall(out)
+    if not ran or not summary:
+        return counts, failed_names
+    total = int(ran[-1])
+    fields = dict(kv.split('=') for kv in summary[-1][1].split(', ') if '=' in kv)
+    failed = int(fields.get('failures', 0)) + int(fields.get('errors', 0)) + \
+        int(fields.get('unexpected successes', 0))
+    counts['skipped'] = int(fields.get('skipped', 0))
+    counts['failed'] = failed
+    counts['passed'] = total - failed - counts['skipped']
     return counts, failed_names
 
 

@@ -129,7 +129,7 @@ class JoinTest(unittest.TestCase):
         out = run('ledger', 'tenants', *common)
         self.assertIn('acme', out.stdout)
         out = run('ledger', 'nodes', *common)
-        self.assertIn(a.id + '  member', out.stdout)
+        self.assertIn(a.id + '  member', out.stdout, out.stderr)
         out = run('ledger', 'audit', '--limit', '1000', *common)
         self.assertIn('perm.grant', out.stdout)
         self.assertIn('perm.revoke', out.stdout)
