@@ -25,6 +25,10 @@ struct gossip_host_config {
     uint32_t probe_interval_ms;
     int gpus;               /* -1: none advertised */
     uint64_t gpu_mem_bytes; /* per GPU, with gpus */
+    /* > 0: advertise this much CPU / memory, all free, instead of what is detected
+     * (node_detect_opts; for several nodes on one machine, as tests run them) */
+    uint32_t cpu_override_millicores;
+    uint64_t mem_override_bytes;
 };
 
 /* Borrowed: loop, mesh, id and cfg strings outlive the host. */
