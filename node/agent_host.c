@@ -243,7 +243,7 @@ static void member_from_json(json_t *m, struct gossip_member_info *mi)
             mi->meta.gpu_mem_bytes[mi->meta.gpu_mem_count++] = (uint64_t)json_integer_value(v);
     }
     const char *key;
-    json_object_foreach(json_object_get(r, "labels"), key, v)
+    json_object_foreach(json_object_get(m, "labels"), key, v)
     {
         if (mi->meta.label_count == GOSSIP_LABELS_MAX)
             break;

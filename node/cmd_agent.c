@@ -18,6 +18,7 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
     {"publish", cmd_agent_publish, &cmd_agent_publish_spec},
+    {"deprecate", cmd_agent_deprecate, &cmd_agent_deprecate_spec},
     {"list", cmd_agent_list, &cmd_agent_list_spec},
     {"show", cmd_agent_show, &cmd_agent_show_spec},
     {"search", cmd_agent_search, &cmd_agent_search_spec},
@@ -28,10 +29,11 @@ static const struct subcommand subcommands[] = {
 
 static const struct cli_opt no_opts[] = {{"json", NULL, NULL, NULL, "(per subcommand)", false}};
 
-const struct cli_cmd cmd_agent_spec = {"agent", "SUBCOMMAND ...",
-                                       "agent commands: publish, list, show, search, run, plan, "
-                                       "run-local (see 'nexus agent SUBCOMMAND --help')",
-                                       no_opts, 0};
+const struct cli_cmd cmd_agent_spec = {
+    "agent", "SUBCOMMAND ...",
+    "agent commands: publish, deprecate, list, show, search, run, plan, "
+    "run-local (see 'nexus agent SUBCOMMAND --help')",
+    no_opts, 0};
 
 void cmd_agent_print_help(FILE *out)
 {

@@ -56,6 +56,8 @@ static const struct cli_opt mesh_opts[] = {
 
 const struct cli_cmd cmd_agent_publish_spec =
     SPEC("publish", "DIR", "pack a bundle directory, upload it and publish it in the registry");
+const struct cli_cmd cmd_agent_deprecate_spec =
+    SPEC("deprecate", "NAME@VERSION", "mark a published version deprecated (runs pick others)");
 const struct cli_cmd cmd_agent_list_spec = SPEC("list", "", "the agents in the registry");
 const struct cli_cmd cmd_agent_show_spec =
     SPEC("show", "NAME", "an agent's versions, deprecation, hashes and capabilities");
@@ -367,6 +369,41 @@ out:
     return code;
 }
 
+static int do_deprecate(struct actx *x)
+{
+    const char *spec = x->n_pos == 2 ? x->pos[1] : "";
+    const char *at = strchr(spec, '@');
+    struct ledger_cmd c;
+    if (at == NULL || at == spec || (size_t)(at - spec) > LEDGER_NAME_MAX ||
+        strlen(at + 1) > LEDGER_NAME_MAX) {
+        cli_error("usage: nexus agent deprecate NAME@VERSION [--key FILE]");
+        return 2;
+    }
+    uint8_t pk[LEDGER_KEY_BYTES], sk[LEDGER_SECRET_KEY_BYTES], cid[LEDGER_CLUSTER_ID_BYTES];
+    bool is_operator;
+    int code = 1;
+    if (publisher_key(x, pk, sk, &is_operator) == 0 && cluster_id(x, cid) == 0) {
+        header(&c, LEDGER_CMD_AGENT_DEPRECATE, cid, pk);
+        snprintf(c.u.deprecate.name, sizeof c.u.deprecate.name, "%.*s", (int)(at - spec), spec);
+        snprintf(c.u.deprecate.version, sizeof c.u.deprecate.version, "%s", at + 1);
+        int reason;
+        json_t *reply = NULL;
+        long status = submit(x, &c, sk, &reason, &reply);
+        if (status == 200) {
+            code = 0;
+            if (x->c.json)
+                print_json(reply);
+            else
+                printf("deprecated %s\n", spec);
+        } else if (status > 0) {
+            client_print_error(status, reply);
+        }
+        json_decref(reply);
+    }
+    sodium_memzero(sk, sizeof sk);
+    return code;
+}
+
 /* ---- reads ------------------------------------------------------------------------ */
 
 static void print_agents(json_t *agents)
@@ -619,6 +656,8 @@ static int run_command(const struct cli_cmd *spec, int argc, char **argv)
         goto out;
     if (spec == &cmd_agent_publish_spec)
         code = do_publish(&x);
+    else if (spec == &cmd_agent_deprecate_spec)
+        code = do_deprecate(&x);
     else if (spec == &cmd_agent_list_spec)
         code = x.n_pos == 1 ? do_list(&x, NULL) : 2;
     else if (spec == &cmd_agent_search_spec)
@@ -630,7 +669,7 @@ static int run_command(const struct cli_cmd *spec, int argc, char **argv)
     else
         code = do_plan(&x);
     if (code == 2 && spec != &cmd_agent_publish_spec && spec != &cmd_agent_run_spec &&
-        spec != &cmd_agent_plan_spec)
+        spec != &cmd_agent_plan_spec && spec != &cmd_agent_deprecate_spec)
         cli_error("usage: nexus %s %s", spec->name, spec->args);
     client_free(&x.c);
 out:
@@ -641,6 +680,10 @@ out:
 int cmd_agent_publish(int argc, char **argv)
 {
     return run_command(&cmd_agent_publish_spec, argc, argv);
+}
+int cmd_agent_deprecate(int argc, char **argv)
+{
+    return run_command(&cmd_agent_deprecate_spec, argc, argv);
 }
 int cmd_agent_list(int argc, char **argv)
 {

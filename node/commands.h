@@ -20,6 +20,7 @@ int cmd_agent(int argc, char **argv);
 void cmd_agent_print_help(FILE *out);
 /* Agent subcommands over the mesh (cmd_agent_mesh.c); argv[0] is the subcommand. */
 int cmd_agent_publish(int argc, char **argv);
+int cmd_agent_deprecate(int argc, char **argv);
 int cmd_agent_list(int argc, char **argv);
 int cmd_agent_show(int argc, char **argv);
 int cmd_agent_search(int argc, char **argv);
@@ -36,6 +37,7 @@ extern const struct cli_cmd cmd_members_spec;
 extern const struct cli_cmd cmd_leave_spec;
 extern const struct cli_cmd cmd_agent_spec;
 extern const struct cli_cmd cmd_agent_publish_spec;
+extern const struct cli_cmd cmd_agent_deprecate_spec;
 extern const struct cli_cmd cmd_agent_list_spec;
 extern const struct cli_cmd cmd_agent_show_spec;
 extern const struct cli_cmd cmd_agent_search_spec;
