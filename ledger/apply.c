@@ -167,9 +167,11 @@ static int put_node(const struct actx *x, const uint8_t *node, const char *token
     memset(&n, 0, sizeof n);
     n.admitted_ms = x->now_ms;
     strcpy(n.token_id, token_id);
-    struct key k;
+    struct key k, rm;
     key_make(&k, "node/", node, LEDGER_KEY_BYTES, NULL, 0);
-    return rec_put(x->b, &k, rec_node_fields, &n);
+    key_make(&rm, "noderm/", node, LEDGER_KEY_BYTES, NULL, 0);
+    int rc = ledger_batch_del(x->b, rm.b, rm.len); /* admitted again: no longer refused */
+    return rc < 0 ? rc : rec_put(x->b, &k, rec_node_fields, &n);
 }
 
 static int exec_genesis(struct actx *x, bool have_genesis)
@@ -240,7 +242,15 @@ static int exec_node_remove(struct actx *x)
     int e = exists(x, &k);
     if (e <= 0)
         return e < 0 ? e : LEDGER_REJ_NOT_FOUND;
-    return ledger_batch_del(x->b, k.b, k.len);
+    /* The tombstone keeps the key refused by every member's trust, even one
+     * whose local trust file still lists it (docs/ledger.md "Trust"). */
+    struct ledger_node gone;
+    memset(&gone, 0, sizeof gone);
+    gone.admitted_ms = x->now_ms;
+    struct key rm;
+    key_make(&rm, "noderm/", node, LEDGER_KEY_BYTES, NULL, 0);
+    int rc = rec_put(x->b, &rm, rec_node_fields, &gone);
+    return rc < 0 ? rc : ledger_batch_del(x->b, k.b, k.len);
 }
 
 static bool token_id_ok(const char *id)

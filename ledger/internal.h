@@ -9,6 +9,7 @@
  *   meta/txhead             u64 seq | hash of the last transaction
  *   meta/supply             u64 total minted
  *   node/<key32>            struct rec_node
+ *   noderm/<key32>          struct rec_node of a removed node (admitted_ms: removal time)
  *   token/<id>              struct rec_token
  *   tenant/<name>           struct rec_tenant
  *   account/<name>          struct rec_account

@@ -447,6 +447,8 @@ int ledger_account_get(const struct ledger *l, const char *name,
                        struct ledger_account *out) NX_MUST_USE;
 int ledger_token_get(const struct ledger *l, const char *id, struct ledger_token *out) NX_MUST_USE;
 bool ledger_node_is_member(const struct ledger *l, const uint8_t key[LEDGER_KEY_BYTES]);
+/* Removed from the registry and not admitted again since. */
+bool ledger_node_was_removed(const struct ledger *l, const uint8_t key[LEDGER_KEY_BYTES]);
 /* Total minted (= total supply: transfers and charges conserve). */
 int ledger_supply(const struct ledger *l, uint64_t *out) NX_MUST_USE;
 /* Chain head: last sequence number (0 when empty) and its hash. */
@@ -462,6 +464,9 @@ int ledger_accounts_foreach(const struct ledger *l, ledger_account_fn fn, void *
 int ledger_tx_foreach(const struct ledger *l, ledger_tx_fn fn, void *arg);
 int ledger_nodes_foreach(const struct ledger *l, ledger_node_fn fn, void *arg);
 int ledger_audit_foreach(const struct ledger *l, ledger_audit_fn fn, void *arg);
+/* Nodes removed and not admitted again (the registry keeps refusing their keys);
+ * admitted_ms holds the time of the removal, token_id is empty. */
+int ledger_removed_nodes_foreach(const struct ledger *l, ledger_node_fn fn, void *arg);
 typedef int (*ledger_tenant_fn)(void *arg, const struct ledger_tenant *t);
 typedef int (*ledger_agent_fn)(void *arg, const struct ledger_agent *a);
 typedef int (*ledger_deployment_fn)(void *arg, const struct ledger_deployment *d);

@@ -92,6 +92,14 @@ bool ledger_node_is_member(const struct ledger *l, const uint8_t key[LEDGER_KEY_
     return rec_get(l->store, NULL, &k, rec_node_fields, &n) == 0;
 }
 
+bool ledger_node_was_removed(const struct ledger *l, const uint8_t key[LEDGER_KEY_BYTES])
+{
+    struct ledger_node n;
+    struct key k;
+    key_make(&k, "noderm/", key, LEDGER_KEY_BYTES, NULL, 0);
+    return rec_get(l->store, NULL, &k, rec_node_fields, &n) == 0;
+}
+
 /* ---- iteration ------------------------------------------------------------- */
 
 struct walk {
@@ -177,6 +185,11 @@ int ledger_tx_foreach(const struct ledger *l, ledger_tx_fn fn, void *arg)
 int ledger_nodes_foreach(const struct ledger *l, ledger_node_fn fn, void *arg)
 {
     return walk(l, "node/", node_cb, (void *)fn, arg);
+}
+
+int ledger_removed_nodes_foreach(const struct ledger *l, ledger_node_fn fn, void *arg)
+{
+    return walk(l, "noderm/", node_cb, (void *)fn, arg);
 }
 
 int ledger_audit_foreach(const struct ledger *l, ledger_audit_fn fn, void *arg)

@@ -163,6 +163,35 @@ bool cli_get_u64(const struct cli_cmd *cmd, const struct cli_values *vals, const
     return true;
 }
 
+bool cli_get_duration_ms(const struct cli_cmd *cmd, const struct cli_values *vals, const char *name,
+                         unsigned long long max_ms, unsigned long long *out)
+{
+    const char *v = cli_get(cmd, vals, name);
+    if (v == NULL)
+        return true;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10), unit = 0;
+    if (strcmp(end, "ms") == 0)
+        unit = 1;
+    else if (strcmp(end, "s") == 0 || *end == '\0')
+        unit = 1000;
+    else if (strcmp(end, "m") == 0)
+        unit = 60000;
+    else if (strcmp(end, "h") == 0)
+        unit = 3600000;
+    else if (strcmp(end, "d") == 0)
+        unit = 86400000;
+    if (v[0] < '0' || v[0] > '9' || errno || unit == 0 || x == 0 || x > max_ms / unit) {
+        cli_error("%s: --%s must be a positive duration such as 90s, 10m, 2h or 7d (at most %llu "
+                  "s), not '%s'",
+                  cmd->name, name, max_ms / 1000, v);
+        return false;
+    }
+    *out = x * unit;
+    return true;
+}
+
 static bool config_value_text(json_t *v, char *buf, size_t cap)
 {
     if (json_is_string(v))

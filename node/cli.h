@@ -62,6 +62,10 @@ bool cli_flag(const struct cli_cmd *cmd, const struct cli_values *vals, const ch
 bool cli_get_u64(const struct cli_cmd *cmd, const struct cli_values *vals, const char *name,
                  unsigned long long max, unsigned long long *out);
 
+/* Parses a duration option ("500ms", "90s", "10m", "2h", "7d"; a bare number is seconds). */
+bool cli_get_duration_ms(const struct cli_cmd *cmd, const struct cli_values *vals, const char *name,
+                         unsigned long long max_ms, unsigned long long *out);
+
 /* Options every client command shares: --api, --token, --data-dir, --json. */
 #define CLI_CLIENT_OPTS                                                                            \
     {"api", "HOST:PORT", "127.0.0.1:7401", "NEXUS_API", "address of a node's HTTP API", false},    \

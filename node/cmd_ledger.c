@@ -24,6 +24,7 @@
 #include "client.h"
 #include "commands.h"
 #include "ledger/ledger.h"
+#include "join.h"
 #include "ledger_host.h"
 
 #define LEDGER_CLI_MAX_ARGS 64
@@ -57,6 +58,9 @@ static const struct cli_opt ledger_opts[] = {
     {"limit", "N", "100", NULL, "log: at most this many transactions (max 1000)", false},
     {"stale", NULL, NULL, NULL, "reads: the node's local copy instead of a linearizable read",
      false},
+    {"ttl", "DURATION", "1h", NULL, "token create: how long the token admits (90s, 10m, 2h, 7d)",
+     false},
+    {"uses", "N", "1", NULL, "token create: how many nodes it admits", false},
 };
 
 const struct cli_cmd cmd_ledger_spec = {
@@ -69,6 +73,17 @@ const struct cli_cmd cmd_ledger_spec = {
 const struct cli_cmd cmd_account_spec = {"account", "create NAME",
                                          "create a ledger account with a new key pair", ledger_opts,
                                          NX_ARRAY_LEN(ledger_opts)};
+
+const struct cli_cmd cmd_token_spec = {
+    "token", "create",
+    "create a join token on a member: 'nexus node --join ADDR --token T' admits a new node",
+    ledger_opts, NX_ARRAY_LEN(ledger_opts)};
+
+const struct cli_cmd cmd_member_remove_spec = {
+    "members remove", "NODE_ID",
+    "remove a node from the registry (operator-signed): every member refuses its key from then "
+    "on, and the Raft leader drops it from the voter set",
+    ledger_opts, NX_ARRAY_LEN(ledger_opts)};
 
 struct lctx {
     const struct cli_cmd *spec;
@@ -240,13 +255,16 @@ static int submit(struct lctx *x, const struct ledger_cmd *c, const uint8_t *sk,
         code = 0;
         if (x->c.json)
             print_json(reply);
-        else if (!quiet)
-            printf("accepted%s (index %lld%s%lld)\n",
+        else if (!quiet) {
+            char tx[32] = "";
+            if (json_is_integer(json_object_get(reply, "tx_seq")))
+                snprintf(tx, sizeof tx, ", tx %lld",
+                         (long long)json_integer_value(json_object_get(reply, "tx_seq")));
+            printf("accepted%s (index %lld%s)\n",
                    json_is_true(json_object_get(reply, "duplicate")) ? " earlier, same command"
                                                                      : "",
-                   (long long)json_integer_value(json_object_get(reply, "index")),
-                   json_object_get(reply, "tx_seq") ? ", tx " : "",
-                   (long long)json_integer_value(json_object_get(reply, "tx_seq")));
+                   (long long)json_integer_value(json_object_get(reply, "index")), tx);
+        }
     } else if (status > 0 && !(quiet && json_is_integer(rc))) {
         client_print_error(status, reply);
     }
@@ -369,6 +387,104 @@ static int do_account_create(struct lctx *x, const char *name)
     return rc;
 }
 
+#define TOKEN_MAX_TTL_MS (365ull * 86400000)
+#define TOKEN_MAX_USES 1000
+
+/* The member the CLI talks to: its node id goes into the token (join.h). */
+static int member_id(struct lctx *x, uint8_t pk[NODE_PK_BYTES], char addr[NODE_ADDR_MAX])
+{
+    json_t *r = NULL;
+    long status = client_call(&x->c, "GET", "/v1/status", NULL, &r);
+    const char *hex = json_string_value(json_object_get(r, "node_id"));
+    int rc = status == 200 && hex && strlen(hex) == NODE_ID_HEX_LEN &&
+                     nx_hex_decode(pk, NODE_PK_BYTES, hex) == NX_OK
+                 ? 0
+                 : 1;
+    if (rc != 0 && status > 0)
+        client_print_error(status, r);
+    const char *bind = json_string_value(json_object_get(r, "address"));
+    snprintf(addr, NODE_ADDR_MAX, "%s", bind ? bind : "");
+    json_decref(r);
+    return rc;
+}
+
+static int do_token_create(struct lctx *x)
+{
+    unsigned long long ttl_ms = 3600000, uses = 1;
+    if (!cli_get_duration_ms(x->spec, &x->vals, "ttl", TOKEN_MAX_TTL_MS, &ttl_ms) ||
+        !cli_get_u64(x->spec, &x->vals, "uses", TOKEN_MAX_USES, &uses))
+        return 2;
+    if (uses == 0) {
+        cli_error("token: --uses must be at least 1");
+        return 2;
+    }
+    uint8_t op_pk[LEDGER_KEY_BYTES], op_sk[LEDGER_SECRET_KEY_BYTES], member[NODE_PK_BYTES];
+    uint8_t rnd[LEDGER_TOKEN_RANDOM_BYTES], vpk[LEDGER_KEY_BYTES], vsk[LEDGER_SECRET_KEY_BYTES];
+    char secret[LEDGER_STR_CAP], addr[NODE_ADDR_MAX];
+    struct ledger_cmd c;
+    if (member_id(x, member, addr) != 0 || operator_key(x, op_pk, op_sk) != 0)
+        return 1;
+    int rc = fill_header(x, &c, LEDGER_CMD_TOKEN_CREATE, op_pk);
+    randombytes_buf(rnd, sizeof rnd);
+    ledger_token_new(rnd, c.u.token_create.id, secret);
+    if (rc == 0 && ledger_token_keypair(c.cluster_id, c.u.token_create.id, secret, vpk, vsk) != 0)
+        rc = 1;
+    sodium_memzero(vsk, sizeof vsk);
+    if (rc == 0) {
+        memcpy(c.u.token_create.verifier, vpk, LEDGER_KEY_BYTES);
+        c.u.token_create.expires_ms = c.created_ms + ttl_ms;
+        c.u.token_create.uses = (uint32_t)uses;
+        rc = submit(x, &c, op_sk, NULL, true);
+    }
+    sodium_memzero(op_sk, sizeof op_sk);
+    uint8_t pin[LEDGER_HASH_BYTES];
+    char ljs[LEDGER_JOIN_STRING_BYTES], token[JOIN_TOKEN_MAX];
+    ledger_operator_pin(op_pk, pin);
+    if (rc == 0 &&
+        (ledger_join_string_format(c.cluster_id, pin, c.u.token_create.id, secret, ljs) != NX_OK ||
+         join_token_format(ljs, member, token) != NX_OK))
+        rc = 1;
+    sodium_memzero(secret, sizeof secret);
+    sodium_memzero(ljs, sizeof ljs);
+    if (rc != 0)
+        return rc;
+    if (x->c.json) {
+        json_t *o =
+            json_pack("{s:s,s:s,s:I,s:I}", "token", token, "id", c.u.token_create.id, "expires_ms",
+                      (json_int_t)c.u.token_create.expires_ms, "uses", (json_int_t)uses);
+        print_json(o);
+        json_decref(o);
+    } else {
+        printf("%s\n", token);
+        fprintf(stderr,
+                "token %s: admits %llu node%s for %llu s; join with\n"
+                "  nexus node --join %s --token <the token above> --data-dir DIR\n",
+                c.u.token_create.id, uses, uses == 1 ? "" : "s", ttl_ms / 1000,
+                addr[0] ? addr : "<this member's --bind address>");
+    }
+    sodium_memzero(token, sizeof token);
+    return 0;
+}
+
+static int do_member_remove(struct lctx *x, const char *hex)
+{
+    uint8_t pk[LEDGER_KEY_BYTES], sk[LEDGER_SECRET_KEY_BYTES];
+    struct ledger_cmd c;
+    int rc = operator_key(x, pk, sk);
+    if (rc == 0)
+        rc = fill_header(x, &c, LEDGER_CMD_NODE_REMOVE, pk);
+    if (rc == 0 && (strlen(hex) != NODE_ID_HEX_LEN ||
+                    nx_hex_decode(c.u.node_remove.node, LEDGER_KEY_BYTES, hex) != NX_OK)) {
+        cli_error("members remove: NODE_ID must be a node id (64 hex digits, see 'nexus members "
+                  "--json')");
+        rc = 2;
+    }
+    if (rc == 0)
+        rc = submit(x, &c, sk, NULL, false);
+    sodium_memzero(sk, sizeof sk);
+    return rc;
+}
+
 static int do_read(struct lctx *x, const char *sub)
 {
     char path[256];
@@ -440,11 +556,14 @@ static int run(const struct cli_cmd *spec, int argc, char **argv)
         return rc == CLI_HELP ? 0 : 2;
     int exit_code = 2;
     const char *sub = x.n_pos > 0 ? x.pos[0] : "";
-    bool account = spec == &cmd_account_spec;
-    bool known = account ? strcmp(sub, "create") == 0 && x.n_pos == 2
-                         : strcmp(sub, "balance") == 0 || strcmp(sub, "accounts") == 0 ||
-                               strcmp(sub, "mint") == 0 || strcmp(sub, "transfer") == 0 ||
-                               strcmp(sub, "log") == 0 || strcmp(sub, "verify") == 0;
+    bool account = spec == &cmd_account_spec, token = spec == &cmd_token_spec;
+    bool remove = spec == &cmd_member_remove_spec;
+    bool known = remove    ? x.n_pos == 1
+                 : token   ? strcmp(sub, "create") == 0 && x.n_pos == 1
+                 : account ? strcmp(sub, "create") == 0 && x.n_pos == 2
+                           : strcmp(sub, "balance") == 0 || strcmp(sub, "accounts") == 0 ||
+                                 strcmp(sub, "mint") == 0 || strcmp(sub, "transfer") == 0 ||
+                                 strcmp(sub, "log") == 0 || strcmp(sub, "verify") == 0;
     if (!known) {
         cli_error("usage: nexus %s %s", spec->name, spec->args);
         goto out;
@@ -452,7 +571,11 @@ static int run(const struct cli_cmd *spec, int argc, char **argv)
     exit_code = 1;
     if (!client_init(&x.c, spec, &x.vals))
         goto out;
-    if (account)
+    if (remove)
+        exit_code = do_member_remove(&x, sub);
+    else if (token)
+        exit_code = do_token_create(&x);
+    else if (account)
         exit_code = do_account_create(&x, x.pos[1]);
     else if (strcmp(sub, "mint") == 0)
         exit_code = do_mint(&x);
@@ -474,4 +597,14 @@ int cmd_ledger(int argc, char **argv)
 int cmd_account(int argc, char **argv)
 {
     return run(&cmd_account_spec, argc, argv);
+}
+
+int cmd_token(int argc, char **argv)
+{
+    return run(&cmd_token_spec, argc, argv);
+}
+
+int cmd_member_remove(int argc, char **argv)
+{
+    return run(&cmd_member_remove_spec, argc, argv);
 }

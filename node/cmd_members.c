@@ -9,8 +9,10 @@
 static const struct cli_opt client_opts[] = {CLI_CLIENT_OPTS};
 
 const struct cli_cmd cmd_members_spec = {
-    "members", "", "list the mesh's members: state, incarnation, resources, labels", client_opts,
-    NX_ARRAY_LEN(client_opts)};
+    "members", "[remove NODE_ID]",
+    "list the mesh's members: state, incarnation, resources, labels, Raft role ('members remove "
+    "NODE_ID --help': take a node out of the registry)",
+    client_opts, NX_ARRAY_LEN(client_opts)};
 const struct cli_cmd cmd_leave_spec = {"leave", "",
                                        "make the node leave the mesh gracefully and exit",
                                        client_opts, NX_ARRAY_LEN(client_opts)};
@@ -60,6 +62,8 @@ static void print_left(json_t *reply)
 
 int cmd_members(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "remove") == 0)
+        return cmd_member_remove(argc - 1, argv + 1);
     return client_simple_command(&cmd_members_spec, argc, argv, "GET", "/v1/members",
                                  print_members);
 }

@@ -29,6 +29,8 @@ int cmd_agent_plan(int argc, char **argv);
 int cmd_kv(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
 int cmd_account(int argc, char **argv);
+int cmd_token(int argc, char **argv);
+int cmd_member_remove(int argc, char **argv);
 
 extern const struct cli_cmd cmd_node_spec;
 extern const struct cli_cmd cmd_init_spec;
@@ -46,5 +48,6 @@ extern const struct cli_cmd cmd_agent_plan_spec;
 extern const struct cli_cmd cmd_kv_spec;
 extern const struct cli_cmd cmd_ledger_spec;
 extern const struct cli_cmd cmd_account_spec;
+extern const struct cli_cmd cmd_token_spec;
 
 #endif

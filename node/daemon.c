@@ -24,6 +24,7 @@
 #include "api.h"
 #include "commands.h"
 #include "gossip_host.h"
+#include "join.h"
 #include "mesh.h"
 #include "node.h"
 #include "raft_host.h"
@@ -40,7 +41,10 @@ static const struct cli_opt node_opts[] = {
     {"bootstrap", NULL, NULL, NULL, "start a new cluster with this node as its first member",
      false},
     {"join", "HOST:PORT", NULL, NULL, "join the cluster of the member at this address", false},
-    {"token", "TOKEN", NULL, NULL, "join token (with --join)", false},
+    {"token", "TOKEN", NULL, NULL, "join token (with --join; 'nexus token create' makes one)",
+     false},
+    {"join-timeout", "DURATION", "30s", NULL,
+     "with --join: give up after this long without an answer", false},
     {"dev", NULL, NULL, NULL,
      "single-node development mode: temporary data directory, prints the API address and token",
      false},
@@ -62,6 +66,10 @@ static const struct cli_opt node_opts[] = {
     {"raft-tick-ms", "MS", "50", NULL,
      "Raft tick; heartbeat is 1 tick, election timeout 6..12 ticks", false},
     {"raft-snapshot-every", "N", "10000", NULL, "applied entries between Raft snapshots", false},
+    {"voters", "N", "0", NULL,
+     "Raft voters the leader keeps; 0: 3, or 5 once the cluster has 5 members", false},
+    {"voter-grace-ms", "MS", "30000", NULL,
+     "a voter gossip declared dead this long is replaced by a caught-up learner", false},
 };
 
 const struct cli_cmd cmd_node_spec = {"node", "", "run a node (the daemon)", node_opts,
@@ -74,6 +82,8 @@ struct node_config {
     const char *api;
     const char *join;
     const char *join_token;
+    struct join_token token; /* parsed join_token */
+    uint32_t join_timeout_ms;
     const char *peers;
     const char *labels;
     const char *advertise;
@@ -87,6 +97,8 @@ struct node_config {
     uint64_t mem_bytes;      /* 0: detected */
     uint32_t raft_tick_ms;
     uint64_t raft_snapshot_every;
+    uint32_t voter_target;
+    uint32_t voter_grace_ms;
 };
 
 struct node_daemon {
@@ -102,6 +114,8 @@ struct node_daemon {
     struct gossip_host *gossip;
     struct raft_host *raft;
     struct agent_host *agents;
+    struct join_server *join;
+    char *peers; /* owned: --peer entries plus the members a join taught us */
     ev_signal sig_int, sig_term;
     ev_timer leave_timer;
     ev_timer role_timer;
@@ -155,6 +169,12 @@ static bool config_build(struct node_config *cfg, const struct cli_values *vals)
     }
     cfg->raft_tick_ms = (uint32_t)tick_ms;
     cfg->raft_snapshot_every = snap_every;
+    unsigned long long voters = 0, grace_ms = 30000;
+    if (!cli_get_u64(spec, vals, "voters", 15, &voters) ||
+        !cli_get_u64(spec, vals, "voter-grace-ms", 86400000, &grace_ms))
+        return false;
+    cfg->voter_target = (uint32_t)voters;
+    cfg->voter_grace_ms = (uint32_t)grace_ms;
     cfg->gpus = (int)gpus;
     cfg->gpu_mem_bytes = gpu_mem_mb << 20;
     unsigned long long cpu_mc = 0, mem_mb = 0;
@@ -191,9 +211,20 @@ static bool config_build(struct node_config *cfg, const struct cli_values *vals)
         return false;
     }
     if (cfg->join) {
-        cli_error("node: --join needs the replicated registry, which this build does not have "
-                  "yet; pin the cluster with 'nexus init --cluster-id' and use --peer");
-        return false;
+        char err[256];
+        if (node_addr_split(cfg->join, host, sizeof host, &port) != NX_OK || port == 0) {
+            cli_error("node: --join must be HOST:PORT (a member's --bind address), not '%s'",
+                      cfg->join);
+            return false;
+        }
+        unsigned long long timeout_ms = JOIN_TIMEOUT_MS;
+        if (!cli_get_duration_ms(spec, vals, "join-timeout", 3600000, &timeout_ms))
+            return false;
+        cfg->join_timeout_ms = (uint32_t)timeout_ms;
+        if (join_token_parse(cfg->join_token, &cfg->token, err, sizeof err) != NX_OK) {
+            cli_error("node: --token: %s", err);
+            return false;
+        }
     }
 
     if (cfg->dev) {
@@ -246,11 +277,12 @@ static enum api_result handle_status(void *ctx, struct api_request *req)
     size_t connected = 0;
     json_t *peers = mesh_peers_json(d->mesh, now, &connected);
     api_reply_json(req, 200,
-                   json_pack("{s:s,s:s,s:I,s:s,s:I,s:o,s:o,s:o}", "node_id", d->id.id_hex,
-                             "cluster_id", d->cluster_hex, "uptime_s",
+                   json_pack("{s:s,s:s,s:s,s:I,s:s,s:I,s:o,s:o,s:o,s:o}", "node_id", d->id.id_hex,
+                             "address", d->cfg.advertise, "cluster_id", d->cluster_hex, "uptime_s",
                              (json_int_t)((now - d->start_mono_ms) / 1000), "version", NODE_VERSION,
                              "peer_count", (json_int_t)connected, "peers", peers, "counters",
-                             mesh_counters_json(d->mesh), "raft", raft_host_status_json(d->raft)));
+                             mesh_counters_json(d->mesh), "raft", raft_host_status_json(d->raft),
+                             "join", join_serve_counters_json(d->join)));
     return API_DONE;
 }
 
@@ -378,6 +410,16 @@ static int load_state(struct node_daemon *d)
     }
     int rc =
         node_cluster_id_load(d->cluster_id, d->cfg.data_dir, d->cfg.bootstrap, err, sizeof err);
+    if (rc == NX_ERR_NOT_FOUND && d->cfg.join) { /* the token names the cluster */
+        memcpy(d->cluster_id, d->cfg.token.cluster_id, NODE_CLUSTER_ID_BYTES);
+        rc = node_cluster_id_store(d->cluster_id, d->cfg.data_dir, err, sizeof err);
+    } else if (rc == NX_OK && d->cfg.join &&
+               memcmp(d->cluster_id, d->cfg.token.cluster_id, NODE_CLUSTER_ID_BYTES) != 0) {
+        cli_error("node: %s belongs to another cluster than the token names; use a new "
+                  "--data-dir to join this one",
+                  d->cfg.data_dir);
+        return -1;
+    }
     if (rc == NX_ERR_NOT_FOUND) {
         cli_error("node: %s belongs to no cluster yet: start with --bootstrap to create one, "
                   "or --join HOST:PORT --token T to join one",
@@ -401,27 +443,115 @@ static void on_role_timer(struct ev_loop *loop, ev_timer *w, int revents)
     gossip_host_set_raft_role(d->gossip, raft_host_gossip_role(d->raft));
 }
 
-static int start_services(struct node_daemon *d)
+/* Joined before (DATA_DIR/join.seed): trusts those members and adds them to the peers. */
+static int peers_from_seed(struct node_daemon *d, bool *joined)
 {
-    char err[512];
-    struct mesh_config mc = {d->cfg.bind, d->cfg.peers, d->cfg.trust_file, d->cfg.ping_interval_ms};
+    char *seeds = NULL;
+    int rc = join_seed_read(d->cfg.data_dir, &seeds);
+    *joined = rc == NX_OK;
+    if (rc == NX_ERR_NOT_FOUND)
+        return NX_OK;
+    if (rc != NX_OK) {
+        cli_error("node: cannot read %s/%s", d->cfg.data_dir, JOIN_SEED_FILE);
+        return rc;
+    }
+    for (char *line = seeds; *line;) {
+        uint8_t pk[NODE_PK_BYTES];
+        char hex[NODE_ID_HEX_LEN + 1];
+        snprintf(hex, sizeof hex, "%s", line);
+        if (nx_hex_decode(pk, sizeof pk, hex) == NX_OK && mesh_trust_add(d->mesh, pk) != NX_OK)
+            NX_WARN("join_seed_untrusted", "id=%.16s", hex);
+        char *nl = strchr(line, '\n');
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+    d->peers = seeds;
+    return NX_OK;
+}
+
+/* Appends the --peer entries to d->peers (the join's members come first). */
+static int peers_add_flags(struct node_daemon *d)
+{
+    if (d->cfg.peers == NULL || d->cfg.peers[0] == '\0')
+        return NX_OK;
+    if (d->peers == NULL)
+        return (d->peers = strdup(d->cfg.peers)) ? NX_OK : NX_ERR_NOMEM;
+    char *both = malloc(strlen(d->peers) + strlen(d->cfg.peers) + 2);
+    if (both == NULL)
+        return NX_ERR_NOMEM;
+    sprintf(both, "%s\n%s", d->peers, d->cfg.peers);
+    free(d->peers);
+    d->peers = both;
+    return NX_OK;
+}
+
+/*
+ * The mesh first; then, for a node that joins, the join handshake (join.h),
+ * which teaches it its peers before gossip and Raft start.
+ */
+static int start_mesh_and_join(struct node_daemon *d)
+{
+    char err[512], member[NODE_ID_HEX_LEN + 1 + NODE_ADDR_MAX];
+    const char *mesh_peers = d->cfg.peers;
+    if (d->cfg.join) {
+        char hex[NODE_ID_HEX_LEN + 1];
+        nx_hex_encode(hex, d->cfg.token.member, NODE_PK_BYTES);
+        snprintf(member, sizeof member, "%s@%s", hex, d->cfg.join);
+        mesh_peers = member;
+    }
+    struct mesh_config mc = {d->cfg.bind, mesh_peers, d->cfg.trust_file, d->cfg.ping_interval_ms};
     if (mesh_start(&d->mesh, d->loop, &d->id, d->cluster_id, &mc, err, sizeof err) != NX_OK) {
         cli_error("%s", err);
         return -1;
     }
-    struct gossip_host_config gc = {
-        d->cfg.advertise, d->cfg.peers,         d->cfg.labels,         d->cfg.gossip_interval_ms,
-        d->cfg.gpus,      d->cfg.gpu_mem_bytes, d->cfg.cpu_millicores, d->cfg.mem_bytes};
+    bool joined;
+    if (peers_from_seed(d, &joined) != NX_OK)
+        return -1;
+    if (d->cfg.join && joined) {
+        NX_INFO("join_ignored", "reason=\"joined before (%s)\"", JOIN_SEED_FILE);
+    } else if (d->cfg.join) {
+        printf("joining through %s ...\n", d->cfg.join);
+        fflush(stdout);
+        if (join_run(d->loop, d->mesh, &d->id, &d->cfg.token, d->cfg.join, d->cfg.advertise,
+                     d->cfg.data_dir, d->cfg.join_timeout_ms, &d->peers, err,
+                     sizeof err) != NX_OK) {
+            cli_error("%s", err);
+            return -1;
+        }
+        printf("joined: admitted by the cluster's registry\n");
+        fflush(stdout);
+    }
+    if (peers_add_flags(d) != NX_OK) {
+        cli_error("node: out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int start_services(struct node_daemon *d)
+{
+    char err[512];
+    if (start_mesh_and_join(d) != 0)
+        return -1;
+    struct gossip_host_config gc = {d->cfg.advertise,      d->peers,
+                                    d->cfg.labels,         d->cfg.gossip_interval_ms,
+                                    d->cfg.gpus,           d->cfg.gpu_mem_bytes,
+                                    d->cfg.cpu_millicores, d->cfg.mem_bytes};
     if (gossip_host_start(&d->gossip, d->loop, d->mesh, &d->id, &gc, err, sizeof err) != NX_OK) {
         cli_error("%s", err);
         return -1;
     }
-    struct raft_host_config rc = {d->cfg.data_dir, d->cfg.bootstrap, d->cfg.peers,
-                                  d->cfg.raft_tick_ms, d->cfg.raft_snapshot_every};
+    struct raft_host_config rc = {
+        d->cfg.data_dir,      d->cfg.bootstrap,           d->peers,
+        d->cfg.raft_tick_ms,  d->cfg.raft_snapshot_every, d->cfg.voter_target,
+        d->cfg.voter_grace_ms};
     err[0] = '\0';
     if (raft_host_start(&d->raft, d->loop, d->mesh, d->gossip, &d->id, &rc, err, sizeof err) !=
         NX_OK) {
         cli_error("%s", err);
+        return -1;
+    }
+    if (join_serve(&d->join, d->mesh, d->raft, d->gossip, &d->id, d->cfg.advertise) != NX_OK) {
+        cli_error("node: out of memory");
         return -1;
     }
     struct agent_host_config ac = {d->cfg.data_dir,        d->cfg.api,       d->operator_token,
@@ -473,11 +603,13 @@ static void daemon_close(struct node_daemon *d)
         ev_timer_stop(d->loop, &d->role_timer);
     api_server_stop(d->api);
     agent_host_stop(d->agents);
-    raft_host_stop(d->raft);
+    raft_host_stop(d->raft); /* no callback into the join server after this */
+    join_serve_stop(d->join);
     gossip_host_stop(d->gossip);
     mesh_stop(d->mesh);
     node_secret_free(d->operator_token);
     node_identity_free(&d->id);
+    free(d->peers);
     if (d->loop)
         ev_loop_destroy(d->loop);
     remove_dev_data(&d->cfg);

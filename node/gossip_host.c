@@ -342,6 +342,22 @@ json_t *gossip_host_members_json(const struct gossip_host *h)
     return arr;
 }
 
+int gossip_host_member_state(const struct gossip_host *h, const uint8_t pk[NODE_PK_BYTES],
+                             enum gossip_state *state, uint64_t *for_ms)
+{
+    size_t n = gossip_member_count(h->core);
+    for (size_t i = 0; i < n; i++) {
+        struct gossip_member_info mi;
+        if (gossip_member_get(h->core, i, &mi) != NX_OK || memcmp(mi.id, pk, NODE_PK_BYTES) != 0)
+            continue;
+        uint64_t now = nx_clock_mono_ms();
+        *state = mi.state;
+        *for_ms = now > mi.state_change_ms ? now - mi.state_change_ms : 0;
+        return NX_OK;
+    }
+    return NX_ERR_NOT_FOUND;
+}
+
 json_t *gossip_host_counters_json(const struct gossip_host *h)
 {
     const struct gossip_counters *c = gossip_counters(h->core);

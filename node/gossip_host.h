@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "gossip/gossip.h"
 #include "mesh.h"
 #include "node.h"
 
@@ -45,6 +46,12 @@ void gossip_host_set_raft_role(struct gossip_host *h, int role /* enum gossip_ra
 
 /* The member list as JSON (id, address, state, incarnation, resources, labels, ...). */
 json_t *gossip_host_members_json(const struct gossip_host *h);
+/*
+ * One member's state and how long it has held it (ms, by the monotonic clock).
+ * NX_ERR_NOT_FOUND when gossip has never heard of the key.
+ */
+int gossip_host_member_state(const struct gossip_host *h, const uint8_t pk[NODE_PK_BYTES],
+                             enum gossip_state *state, uint64_t *for_ms) NX_MUST_USE;
 /* Counters (messages, drops, suspicions) and local health as JSON. */
 json_t *gossip_host_counters_json(const struct gossip_host *h);
 

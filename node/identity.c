@@ -63,9 +63,8 @@ int node_data_dir_prepare(const char *dir, char *err, size_t cap)
     return NX_OK;
 }
 
-/* Writes data to DIR/NAME atomically with mode 0600. */
-static int write_secret_file(const char *dir, const char *name, const char *data, char *err,
-                             size_t cap)
+int node_file_write_atomic(const char *dir, const char *name, const char *data, char *err,
+                           size_t cap)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -168,7 +167,7 @@ static int create_key_file(struct node_identity *id, const char *dir, char *err,
     char text[256], seed_hex[65];
     nx_hex_encode(seed_hex, seed, sizeof seed);
     snprintf(text, sizeof text, "%s\nseed=%s\npk=%s\n", KEY_MAGIC, seed_hex, id->id_hex);
-    rc = write_secret_file(dir, NODE_KEY_FILE, text, err, cap);
+    rc = node_file_write_atomic(dir, NODE_KEY_FILE, text, err, cap);
     sodium_memzero(seed, sizeof seed);
     sodium_memzero(seed_hex, sizeof seed_hex);
     sodium_memzero(text, sizeof text);
@@ -265,7 +264,7 @@ int node_operator_token_load_or_create(char **token, const char *dir, char *err,
     nx_hex_encode(text + strlen(NODE_TOKEN_PREFIX), raw, sizeof raw);
     sodium_memzero(raw, sizeof raw);
     strcat(text, "\n");
-    rc = write_secret_file(dir, NODE_TOKEN_FILE, text, err, cap);
+    rc = node_file_write_atomic(dir, NODE_TOKEN_FILE, text, err, cap);
     text[NODE_TOKEN_LEN] = '\0';
     if (rc == NX_OK) {
         *token = secret_dup(text);
@@ -318,7 +317,7 @@ int node_cluster_id_store(const uint8_t id[NODE_CLUSTER_ID_BYTES], const char *d
     char text[2 * NODE_CLUSTER_ID_BYTES + 2];
     nx_hex_encode(text, id, NODE_CLUSTER_ID_BYTES);
     strcat(text, "\n");
-    return write_secret_file(dir, NODE_CLUSTER_FILE, text, err, cap);
+    return node_file_write_atomic(dir, NODE_CLUSTER_FILE, text, err, cap);
 }
 
 int node_addr_split(const char *addr, char *host, size_t host_cap, uint16_t *port)

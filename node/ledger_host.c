@@ -21,6 +21,7 @@
 
 #include "kv.h"
 #include "ledger_host.h"
+#include "trust.h"
 #include "ledger_store_rocksdb.h"
 #include "node.h"
 
@@ -189,6 +190,45 @@ int ledger_host_genesis_cmd(struct ledger_host *lh, uint8_t **cmd, size_t *len)
     memcpy(*cmd, lh->genesis, lh->genesis_len);
     *len = lh->genesis_len;
     return NX_OK;
+}
+
+int ledger_host_admit_cmd(struct ledger_host *lh, const uint8_t node[LEDGER_KEY_BYTES],
+                          uint8_t **cmd, size_t *len)
+{
+    struct ledger_cmd c;
+    memset(&c, 0, sizeof c);
+    if (!lh->have_op || ledger_genesis_get(&lh->l, c.cluster_id, c.author) != NX_OK ||
+        memcmp(c.author, lh->op_pk, LEDGER_KEY_BYTES) != 0)
+        return NX_ERR_NOT_FOUND;
+    c.type = LEDGER_CMD_NODE_ADMIT;
+    memcpy(c.u.admit.node, node, LEDGER_KEY_BYTES);
+    randombytes_buf(c.idem_key, sizeof c.idem_key);
+    c.created_ms = nx_clock_wall_ms();
+    return ledger_cmd_build(&c, lh->op_sk, cmd, len);
+}
+
+static int trust_add_cb(void *arg, const struct ledger_node *n)
+{
+    return node_trust_file_add(arg, n->key) == NX_OK ? 0 : NX_ERR_FULL;
+}
+
+int ledger_host_trust_sets(struct ledger_host *lh, struct node_trust_file **admitted,
+                           struct node_trust_file **removed)
+{
+    *admitted = *removed = NULL;
+    int rc = node_trust_file_new(admitted);
+    if (rc == NX_OK)
+        rc = node_trust_file_new(removed);
+    if (rc == NX_OK)
+        rc = ledger_nodes_foreach(&lh->l, trust_add_cb, *admitted);
+    if (rc == NX_OK)
+        rc = ledger_removed_nodes_foreach(&lh->l, trust_add_cb, *removed);
+    if (rc != NX_OK) {
+        node_trust_file_free(*admitted);
+        node_trust_file_free(*removed);
+        *admitted = *removed = NULL;
+    }
+    return rc;
 }
 
 /* ---- JSON ------------------------------------------------------------------- */

@@ -62,6 +62,20 @@ struct ledger_store *ledger_host_store(struct ledger_host *lh);
  */
 int ledger_host_genesis_cmd(struct ledger_host *lh, uint8_t **cmd, size_t *len) NX_MUST_USE;
 
+/*
+ * An operator-signed admission of node (the operator admits directly: static
+ * bootstrap members and members added through the Raft API). NX_ERR_NOT_FOUND
+ * when this node holds no operator key or the ledger has no genesis yet.
+ */
+int ledger_host_admit_cmd(struct ledger_host *lh, const uint8_t node[LEDGER_KEY_BYTES],
+                          uint8_t **cmd, size_t *len) NX_MUST_USE;
+
+/* The registry's trust view (mesh.h): its members and its removed nodes, as two
+ * new sets owned by the caller. */
+struct node_trust_file;
+int ledger_host_trust_sets(struct ledger_host *lh, struct node_trust_file **admitted,
+                           struct node_trust_file **removed) NX_MUST_USE;
+
 /* The answer to an applied command: *status 200 (accepted) or 422 (rejected). */
 json_t *ledger_host_result_json(const struct ledger_result *r, uint64_t index, unsigned *status);
 

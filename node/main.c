@@ -29,6 +29,7 @@ static const struct command commands[] = {
     {"kv", cmd_kv, &cmd_kv_spec, NULL},
     {"ledger", cmd_ledger, &cmd_ledger_spec, NULL},
     {"account", cmd_account, &cmd_account_spec, NULL},
+    {"token", cmd_token, &cmd_token_spec, NULL},
 };
 
 static void print_usage(FILE *out, bool full)

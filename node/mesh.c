@@ -45,7 +45,9 @@ struct mesh {
     struct ev_loop *loop;
     const struct node_identity *id;
     uint8_t cluster_id[NODE_CLUSTER_ID_BYTES];
-    struct node_trust_file *trust;
+    struct node_trust_file *trust;    /* the trust file, plus keys a join taught us */
+    struct node_trust_file *admitted; /* the registry's members (NULL until it is read) */
+    struct node_trust_file *removed; /* the registry's removed nodes: refused even if in the file */
     struct ncap_verifier *verifier;
     struct ncap_sender seqs;
     struct node_transport *tp;
@@ -58,6 +60,9 @@ struct mesh {
         void *ctx;
     } handlers[MESH_MAX_HANDLERS];
     size_t n_handlers;
+    mesh_guest_fn guest_fn;
+    void *guest_ctx;
+    uint64_t guest_dropped, guest_wrong_cluster;
     uint64_t sender_mismatch, unexpected_type, send_failed, seal_failed;
 };
 
@@ -69,10 +74,35 @@ static struct peer *peer_find(struct mesh *m, const uint8_t pk[NODE_PK_BYTES])
     return NULL;
 }
 
+/* The one trust rule (docs/ARCHITECTURE.md "Trust"): the transport and the
+ * envelope verifier both ask it, for every handshake and every message. */
+static bool trusted(const struct mesh *m, const uint8_t pk[NODE_PK_BYTES])
+{
+    if (m->removed && node_trust_file_contains(m->removed, pk))
+        return false;
+    return node_trust_file_contains(m->trust, pk) ||
+           (m->admitted && node_trust_file_contains(m->admitted, pk));
+}
+
 static bool trust_cb(void *ctx, const uint8_t pk[NCAP_KEY_BYTES])
 {
-    struct mesh *m = ctx;
-    return node_trust_file_contains(m->trust, pk);
+    return trusted(ctx, pk);
+}
+
+void mesh_trust_registry_set(struct mesh *m, struct node_trust_file *admitted,
+                             struct node_trust_file *removed)
+{
+    node_trust_file_free(m->admitted);
+    node_trust_file_free(m->removed);
+    m->admitted = admitted;
+    m->removed = removed;
+}
+
+int mesh_trust_add(struct mesh *m, const uint8_t pk[NODE_PK_BYTES])
+{
+    if (node_trust_file_contains(m->trust, pk))
+        return NX_OK;
+    return node_trust_file_add(m->trust, pk);
 }
 
 static int set_transport_peer(struct mesh *m, const uint8_t pk[NODE_PK_BYTES], const char *addr)
@@ -120,9 +150,19 @@ int mesh_set_handler(struct mesh *m, uint32_t type, mesh_handler_fn fn, void *ct
     return NX_OK;
 }
 
+void mesh_clear_handler(struct mesh *m, uint32_t type)
+{
+    for (size_t i = 0; i < m->n_handlers; i++) {
+        if (m->handlers[i].type == type) {
+            m->handlers[i] = m->handlers[--m->n_handlers];
+            return;
+        }
+    }
+}
+
 bool mesh_trusts(const struct mesh *m, const uint8_t pk[NODE_PK_BYTES])
 {
-    return node_trust_file_contains(m->trust, pk);
+    return trusted(m, pk);
 }
 
 static void put_u64le(uint8_t *p, uint64_t v)
@@ -170,13 +210,67 @@ static void handle_pong(struct mesh *m, const struct ncap_msg *msg)
     NX_DEBUG("pong", "peer=%.16s rtt_us=%lld", p->id_hex, (long long)p->rtt_us);
 }
 
+void mesh_set_guest_handler(struct mesh *m, mesh_guest_fn fn, void *ctx)
+{
+    m->guest_fn = fn;
+    m->guest_ctx = ctx;
+    node_transport_set_guests_allowed(m->tp, fn != NULL);
+}
+
+int mesh_reply_guest(struct mesh *m, const char *route, const uint8_t to[NODE_PK_BYTES],
+                     uint32_t type, const uint8_t *body, size_t len)
+{
+    struct ncap_header h;
+    ncap_header_init(&h, m->cluster_id, m->id->pk, to, type, ncap_sender_next_seq(&m->seqs),
+                     nx_clock_wall_ms());
+    uint8_t *frame;
+    size_t frame_len;
+    int rc = ncap_seal(&h, body, len, m->id->sk, &frame, &frame_len);
+    if (rc != NX_OK) {
+        m->seal_failed++;
+        return rc;
+    }
+    rc = node_transport_reply_guest(m->tp, route, frame, frame_len);
+    free(frame);
+    if (rc != NX_OK)
+        m->send_failed++;
+    return rc;
+}
+
+/* A guest (a key nobody trusts yet): the verifier lets only a JOIN_REQUEST through. */
+static void on_guest_message(struct mesh *m, const char *route, const uint8_t *data, size_t len)
+{
+    struct ncap_msg msg;
+    if (m->guest_fn == NULL) {
+        m->guest_dropped++;
+        return;
+    }
+    int rc = ncap_open(m->verifier, data, len, nx_clock_wall_ms(), &msg);
+    if (rc == NX_ERR_WRONG_CLUSTER) { /* a token of another cluster: say so in our log */
+        m->guest_wrong_cluster++;
+        NX_WARN("join_refused", "reason=\"other cluster\" count=%llu",
+                (unsigned long long)m->guest_wrong_cluster);
+    }
+    if (rc != NX_OK)
+        return; /* counted by the verifier */
+    if (msg.guest && msg.h.type == NCAP_MSG_JOIN_REQUEST)
+        m->guest_fn(m->guest_ctx, msg.h.sender, route, msg.body, msg.body_len);
+    else
+        m->guest_dropped++; /* a member on a guest connection: it has its own */
+    ncap_msg_free(&msg);
+}
+
 static void on_message(void *ctx, const uint8_t *sender_pk, const char *guest_route,
                        const uint8_t *data, size_t len)
 {
-    (void)guest_route; /* guests (joiners) come with the registry */
     struct mesh *m = ctx;
     struct ncap_msg msg;
-    if (sender_pk == NULL || ncap_open(m->verifier, data, len, nx_clock_wall_ms(), &msg) != NX_OK)
+    if (sender_pk == NULL) {
+        if (guest_route)
+            on_guest_message(m, guest_route, data, len);
+        return;
+    }
+    if (ncap_open(m->verifier, data, len, nx_clock_wall_ms(), &msg) != NX_OK)
         return; /* counted by the transport or the verifier */
     if (memcmp(msg.h.sender, sender_pk, NODE_PK_BYTES) != 0) {
         m->sender_mismatch++;
@@ -289,7 +383,7 @@ static int start_transport(struct mesh *m, const char *bind, char *err, size_t c
         .loop = m->loop,
         .ed25519_sk = m->id->sk,
         .bind_endpoint = endpoint,
-        .trust = node_trust_file_iface(m->trust),
+        .trust = {.is_trusted = trust_cb, .ctx = m},
         .guests_allowed = false,
         .on_message = on_message,
         .on_message_ctx = m,
@@ -320,7 +414,11 @@ int mesh_start(struct mesh **out, struct ev_loop *loop, const struct node_identi
      * A peer whose clock lags ours by d is refused for the first d after start.
      */
     struct ncap_verifier_config vc = {
-        .is_trusted = trust_cb, .trust_ctx = m, .new_sender_floor_ms = nx_clock_wall_ms()};
+        .is_trusted = trust_cb,
+        .trust_ctx = m,
+        .new_sender_floor_ms = nx_clock_wall_ms(),
+        .allow_guest_join = true, /* only JOIN_REQUESTs; dropped without a guest handler */
+    };
     memcpy(vc.cluster_id, cluster_id, NODE_CLUSTER_ID_BYTES);
     memcpy(vc.self_pk, id->pk, NODE_PK_BYTES);
     rc = ncap_verifier_new(&vc, &m->verifier);
@@ -352,6 +450,8 @@ void mesh_stop(struct mesh *m)
     node_transport_close(m->tp);
     ncap_verifier_free(m->verifier);
     node_trust_file_free(m->trust);
+    node_trust_file_free(m->admitted);
+    node_trust_file_free(m->removed);
     free(m);
 }
 
@@ -399,15 +499,19 @@ json_t *mesh_counters_json(const struct mesh *m)
     node_transport_counters_get(m->tp, &t);
     const struct ncap_counters *c = ncap_verifier_counters(m->verifier);
     return json_pack(
-        "{s:{s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I}}",
+        "{s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
+        "s:{s:I,s:I,s:I,s:I}}",
         "transport", "sent", (json_int_t)t.sent, "received", (json_int_t)t.received,
         "dropped_queue_full", (json_int_t)t.dropped_queue_full, "refused_handshake",
         (json_int_t)t.refused_handshake, "dropped_untrusted", (json_int_t)t.dropped_untrusted,
-        "send_errors", (json_int_t)t.send_errors, "envelope", "accepted", (json_int_t)c->accepted,
-        "decode", (json_int_t)c->decode, "version", (json_int_t)c->version, "wrong_cluster",
+        "send_errors", (json_int_t)t.send_errors, "accepted_guest", (json_int_t)t.accepted_guest,
+        "refused_guest_rate", (json_int_t)t.refused_guest_rate, "envelope", "accepted",
+        (json_int_t)c->accepted, "accepted_guest", (json_int_t)c->accepted_guest, "decode",
+        (json_int_t)c->decode, "version", (json_int_t)c->version, "wrong_cluster",
         (json_int_t)c->wrong_cluster, "wrong_recipient", (json_int_t)c->wrong_recipient,
         "unknown_sender", (json_int_t)c->unknown_sender, "stale", (json_int_t)c->stale, "future",
         (json_int_t)c->future, "bad_sig", (json_int_t)c->bad_sig, "replay", (json_int_t)c->replay,
         "mesh", "sender_mismatch", (json_int_t)m->sender_mismatch, "unexpected_type",
-        (json_int_t)m->unexpected_type);
+        (json_int_t)m->unexpected_type, "guest_dropped", (json_int_t)m->guest_dropped,
+        "guest_wrong_cluster", (json_int_t)m->guest_wrong_cluster);
 }

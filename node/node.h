@@ -74,6 +74,10 @@ int node_cluster_id_load(uint8_t id[NODE_CLUSTER_ID_BYTES], const char *dir, boo
 int node_cluster_id_store(const uint8_t id[NODE_CLUSTER_ID_BYTES], const char *dir, char *err,
                           size_t cap) NX_MUST_USE;
 
+/* Writes data to DIR/NAME atomically (temporary file, fsync, rename) with mode 0600. */
+int node_file_write_atomic(const char *dir, const char *name, const char *data, char *err,
+                           size_t cap) NX_MUST_USE;
+
 /* Creates DIR (and parents) with mode 0700 when missing. */
 int node_data_dir_prepare(const char *dir, char *err, size_t cap) NX_MUST_USE;
 

@@ -45,6 +45,7 @@
 #include "raft_host.h"
 #include "ledger_store_rocksdb.h"
 #include "raft_store.h"
+#include "trust.h"
 
 #define PEER_REFRESH_TICKS 20 /* gossip members are re-read this often */
 
@@ -76,9 +77,12 @@ enum pending_kind {
 #define FWD_HEADER_BYTES 11       /* op u8, request id u64, key length u16 */
 #define FWD_REPLY_HEADER_BYTES 10 /* request id u64, status u16 */
 
-/* Where an answer goes: an API request of ours, or the node that forwarded it. */
+/* Where an answer goes: an API request of ours, a callback of another module
+ * (raft_host_submit_ledger), or the node that forwarded it. */
 struct reply_to {
     struct api_request *req; /* local: borrowed until we reply */
+    raft_host_done_fn done;  /* local, no request: called with the answer */
+    void *done_arg;
     bool remote;
     uint8_t pk[NODE_PK_BYTES]; /* remote: the forwarding node */
     uint64_t rid;              /* remote: its request id */
@@ -149,7 +153,13 @@ struct raft_host {
     uint64_t ledger_accepted, ledger_rejected, genesis_proposals;
     uint64_t chunks_sent, chunks_received, chunks_bad;
     uint64_t persist_us, send_us, apply_us; /* time spent in each step (µs, total) */
+    /* the registry: trust and the voter set (the end of this file) */
+    bool registry_changed; /* an applied admit/remove: rebuild the mesh's trust */
+    uint64_t registry_admits, conf_changes_proposed, voters_replaced;
 };
+
+static void registry_sync_trust(struct raft_host *h);
+static void registry_reconcile(struct raft_host *h);
 
 /* ---- ids and peers -------------------------------------------------------- */
 
@@ -297,6 +307,11 @@ static void pending_free(struct raft_host *h, struct pending *p)
 /* Sends an answer (body taken) to a local API request or back to a forwarding node. */
 static void answer(struct raft_host *h, const struct reply_to *to, unsigned status, json_t *body)
 {
+    if (to->done) {
+        to->done(to->done_arg, status, body);
+        json_decref(body);
+        return;
+    }
     if (!to->remote) {
         api_reply_json(to->req, status, body);
         return;
@@ -604,6 +619,10 @@ static int apply_committed(struct raft_host *h, const struct raft_entry *ents, s
                 ledger_apply(ledger_host_ledger(h->lh), e->data + 1, e->len - 1, e->index, &lb, &r);
             if (rc == NX_OK)
                 note_ledger_result(h, e, &r);
+            if (rc == NX_OK && r.reason == LEDGER_OK &&
+                (r.type == LEDGER_CMD_NODE_ADMIT || r.type == LEDGER_CMD_NODE_REMOVE ||
+                 r.type == LEDGER_CMD_GENESIS))
+                h->registry_changed = true;
         } else if (e->data[0] != ENTRY_TAG_KV ||
                    kv_apply(h->store, wb, e->data + 1, e->len - 1) != NX_OK) {
             h->bad_commands++;
@@ -621,6 +640,8 @@ static int apply_committed(struct raft_host *h, const struct raft_entry *ents, s
         h->applied = ents[n - 1].index;
         h->applied_entries += n;
     }
+    if (rc == NX_OK && h->registry_changed)
+        registry_sync_trust(h);
     return rc;
 }
 
@@ -714,6 +735,7 @@ static void process_ready(struct raft_host *h)
             h->snap_index = rd.snapshot->index;
             h->applied_conf = rd.snapshot->conf;
             h->snapshots_installed++;
+            registry_sync_trust(h);
         }
         rc = apply_committed(h, rd.committed, rd.n_committed);
         h->apply_us += nx_clock_mono_us() - t2;
@@ -769,8 +791,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     raft_tick(h->r);
     if (++h->ticks % PEER_REFRESH_TICKS == 0)
         refresh_from_gossip(h);
-    if (h->ticks % GENESIS_RETRY_TICKS == 0 && raft_role(h->r) == RAFT_LEADER)
+    if (h->ticks % GENESIS_RETRY_TICKS == 0 && raft_role(h->r) == RAFT_LEADER) {
         propose_genesis(h);
+        registry_reconcile(h);
+    }
     if (h->n_pending > 0)
         expire_pending(h, nx_clock_mono_ms());
 }
@@ -985,6 +1009,8 @@ int raft_host_start(struct raft_host **out, struct ev_loop *loop, struct mesh *m
     if (rc == NX_OK)
         rc = create_core(h, err, cap);
     if (rc == NX_OK)
+        registry_sync_trust(h);
+    if (rc == NX_OK)
         rc = mesh_set_handler(mesh, NCAP_MSG_RAFT, on_raft_msg, h);
     if (rc == NX_OK)
         rc = mesh_set_handler(mesh, RAFT_HOST_MSG_CHUNK, on_raft_chunk, h);
@@ -1041,6 +1067,13 @@ static json_t *ids_json(const struct raft_host *h, const uint64_t *ids, uint32_t
     return a;
 }
 
+static int count_node_cb(void *arg, const struct ledger_node *n)
+{
+    (void)n;
+    (*(size_t *)arg)++;
+    return 0;
+}
+
 json_t *raft_host_status_json(const struct raft_host *h)
 {
     if (h == NULL)
@@ -1072,14 +1105,22 @@ json_t *raft_host_status_json(const struct raft_host *h)
     json_object_set_new(counters, "ledger_rejected", json_integer((json_int_t)h->ledger_rejected));
     json_object_set_new(counters, "genesis_proposals",
                         json_integer((json_int_t)h->genesis_proposals));
-    return json_pack("{s:s,s:s,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:o}", "id", rid, "role",
-                     raft_role_name(raft_role(h->r)), "term", (json_int_t)raft_term(h->r), "leader",
-                     id_json(h, raft_leader(h->r)), "commit_index",
-                     (json_int_t)raft_commit_index(h->r), "applied_index", (json_int_t)h->applied,
-                     "snapshot_index", (json_int_t)h->snap_index, "voters",
-                     ids_json(h, c->voters, c->n_voters), "learners",
-                     ids_json(h, c->learners, c->n_learners), "pending", (json_int_t)h->n_pending,
-                     "counters", counters);
+    json_object_set_new(counters, "registry_admits", json_integer((json_int_t)h->registry_admits));
+    json_object_set_new(counters, "conf_changes_proposed",
+                        json_integer((json_int_t)h->conf_changes_proposed));
+    json_object_set_new(counters, "voters_replaced", json_integer((json_int_t)h->voters_replaced));
+    size_t members = 0, removed = 0;
+    if (ledger_nodes_foreach(ledger_host_ledger(h->lh), count_node_cb, &members) < 0 ||
+        ledger_removed_nodes_foreach(ledger_host_ledger(h->lh), count_node_cb, &removed) < 0)
+        members = removed = 0;
+    return json_pack(
+        "{s:s,s:s,s:I,s:o,s:I,s:I,s:I,s:o,s:o,s:I,s:o,s:{s:I,s:I}}", "id", rid, "role",
+        raft_role_name(raft_role(h->r)), "term", (json_int_t)raft_term(h->r), "leader",
+        id_json(h, raft_leader(h->r)), "commit_index", (json_int_t)raft_commit_index(h->r),
+        "applied_index", (json_int_t)h->applied, "snapshot_index", (json_int_t)h->snap_index,
+        "voters", ids_json(h, c->voters, c->n_voters), "learners",
+        ids_json(h, c->learners, c->n_learners), "pending", (json_int_t)h->n_pending, "counters",
+        counters, "registry", "members", (json_int_t)members, "removed", (json_int_t)removed);
 }
 
 /* ---- API ---------------------------------------------------------------------- */
@@ -1211,8 +1252,8 @@ static enum api_result lin_read(struct raft_host *h, const struct reply_to *to, 
  * On a follower: sends the request to the leader over the mesh and relays its
  * answer. Returns false when the leader or its address is unknown.
  */
-static bool forward(struct raft_host *h, struct api_request *req, uint8_t op, const char *key,
-                    size_t klen, const char *value, size_t vlen)
+static bool forward_to(struct raft_host *h, const struct reply_to *to, uint8_t op, const char *key,
+                       size_t klen, const char *value, size_t vlen)
 {
     struct rh_peer *leader = peer_by_id(h, raft_leader(h->r));
     if (leader == NULL || leader->addr[0] == '\0' || h->n_pending == RAFT_HOST_MAX_PENDING ||
@@ -1236,14 +1277,20 @@ static bool forward(struct raft_host *h, struct api_request *req, uint8_t op, co
     if (rc != NX_OK)
         return false;
     leader->addr_told = true;
-    struct reply_to to = {.req = req};
-    struct pending *p = pending_add(h, PENDING_FORWARD, &to, key, klen);
+    struct pending *p = pending_add(h, PENDING_FORWARD, to, key, klen);
     p->rid = rid;
     p->op = op;
     memcpy(p->leader_pk, leader->pk, NODE_PK_BYTES);
     p->deadline_ms += RAFT_HOST_FORWARD_EXTRA_MS; /* let the leader's own timeout answer first */
     h->forwarded++;
     return true;
+}
+
+static bool forward(struct raft_host *h, struct api_request *req, uint8_t op, const char *key,
+                    size_t klen, const char *value, size_t vlen)
+{
+    struct reply_to to = {.req = req};
+    return forward_to(h, &to, op, key, klen, value, vlen);
 }
 
 enum api_result raft_host_api_kv(void *ctx, struct api_request *req)
@@ -1344,7 +1391,7 @@ static void on_forward_reply(void *ctx, const uint8_t sender[NODE_PK_BYTES], con
                                                   : "bad answer from the leader: outcome unknown");
             status = 502;
         }
-        api_reply_json(p->to.req, status, reply);
+        answer(h, &p->to, status, reply);
         pending_free(h, p);
         return;
     }
@@ -1535,4 +1582,189 @@ enum gossip_raft_role raft_host_gossip_role(const struct raft_host *h)
     if (raft_conf_is_voter(c, h->id))
         return GOSSIP_RAFT_FOLLOWER;
     return raft_conf_is_learner(c, h->id) ? GOSSIP_RAFT_LEARNER : GOSSIP_RAFT_NONE;
+}
+
+/* ---- the registry: trust, submissions, the voter set ------------------------
+ *
+ * docs/raft-node.md "The voter set". The leader reconciles three sets every
+ * GENESIS_RETRY_TICKS: the Raft configuration, the registry's members and
+ * gossip's view of who is alive. One change at a time (the core refuses a
+ * second one until the first commits), so each round proposes at most one.
+ */
+
+#define LEARNER_CATCHUP_LAG 64 /* a learner this close to the commit index is caught up */
+
+static void registry_sync_trust(struct raft_host *h)
+{
+    struct node_trust_file *admitted, *removed;
+    h->registry_changed = false;
+    int rc = ledger_host_trust_sets(h->lh, &admitted, &removed);
+    if (rc != NX_OK) {
+        NX_WARN("registry_trust_failed", "error=\"%s\"", nx_strerror(rc));
+        return;
+    }
+    NX_DEBUG("registry_trust", "members=%zu removed=%zu", node_trust_file_count(admitted),
+             node_trust_file_count(removed));
+    mesh_trust_registry_set(h->mesh, admitted, removed);
+}
+
+void raft_host_submit_ledger(struct raft_host *h, const uint8_t *cmd, size_t len,
+                             raft_host_done_fn done, void *arg)
+{
+    struct reply_to to = {.done = done, .done_arg = arg};
+    if (raft_role(h->r) != RAFT_LEADER &&
+        forward_to(h, &to, FWD_OP_LEDGER_CMD, "", 0, (const char *)cmd, len))
+        return;
+    (void)ledger_propose(h, &to, cmd, len);
+}
+
+struct ledger *raft_host_ledger(struct raft_host *h)
+{
+    return ledger_host_ledger(h->lh);
+}
+
+/* The key of a Raft id we know (ourselves or a peer), or NULL. */
+static const uint8_t *key_of(struct raft_host *h, uint64_t id)
+{
+    if (id == h->id)
+        return h->ident->pk;
+    struct rh_peer *p = peer_by_id(h, id);
+    return p ? p->pk : NULL;
+}
+
+static bool gossip_alive(struct raft_host *h, const uint8_t *pk)
+{
+    enum gossip_state st;
+    uint64_t for_ms;
+    if (pk == h->ident->pk)
+        return true;
+    return h->gossip && gossip_host_member_state(h->gossip, pk, &st, &for_ms) == NX_OK &&
+           st == GOSSIP_ALIVE;
+}
+
+/* Dead or gone for longer than the grace period (gossip's verdict). */
+static bool gossip_gone(struct raft_host *h, const uint8_t *pk)
+{
+    enum gossip_state st;
+    uint64_t for_ms;
+    return h->gossip && gossip_host_member_state(h->gossip, pk, &st, &for_ms) == NX_OK &&
+           (st == GOSSIP_DEAD || st == GOSSIP_LEFT) && for_ms >= h->cfg.voter_grace_ms;
+}
+
+static bool propose_conf(struct raft_host *h, enum raft_conf_op op, uint64_t id, const char *why)
+{
+    uint64_t index;
+    int rc = raft_propose_conf_change(h->r, op, id, &index);
+    if (rc != NX_OK) {
+        NX_DEBUG("raft_conf_deferred", "op=%d id=%016llx error=\"%s\"", (int)op,
+                 (unsigned long long)id, nx_strerror(rc));
+        return false;
+    }
+    h->conf_changes_proposed++;
+    NX_INFO("raft_conf_proposed", "op=%s id=%016llx index=%llu why=\"%s\"",
+            op == RAFT_CONF_ADD_LEARNER ? "add_learner"
+            : op == RAFT_CONF_PROMOTE   ? "promote"
+            : op == RAFT_CONF_REMOVE    ? "remove"
+                                        : "add_voter",
+            (unsigned long long)id, (unsigned long long)index, why);
+    return true;
+}
+
+/* Static-bootstrap and API-added Raft members enter the registry (operator-signed). */
+static bool admit_conf_members(struct raft_host *h, const struct raft_conf *c)
+{
+    struct ledger *l = ledger_host_ledger(h->lh);
+    for (uint32_t i = 0; i < c->n_voters + c->n_learners; i++) {
+        uint64_t id = i < c->n_voters ? c->voters[i] : c->learners[i - c->n_voters];
+        const uint8_t *pk = key_of(h, id);
+        if (pk == NULL || ledger_node_is_member(l, pk) || ledger_node_was_removed(l, pk))
+            continue; /* unknown, admitted, or removed (the registry refuses it) */
+        uint8_t *cmd = NULL;
+        size_t len = 0;
+        if (ledger_host_admit_cmd(h->lh, pk, &cmd, &len) != NX_OK)
+            return false; /* no operator key here, or no genesis yet */
+        h->registry_admits++;
+        (void)ledger_propose(h, NULL, cmd, len);
+        free(cmd);
+        return true;
+    }
+    return false;
+}
+
+struct reconcile_walk {
+    struct raft_host *h;
+    const struct raft_conf *c;
+    uint64_t add; /* a registry member to add as a learner */
+    size_t members;
+};
+
+static int reconcile_member_cb(void *arg, const struct ledger_node *n)
+{
+    struct reconcile_walk *w = arg;
+    uint64_t id = raft_host_id_of(n->key);
+    w->members++;
+    if (w->add != 0 || raft_conf_is_voter(w->c, id) || raft_conf_is_learner(w->c, id))
+        return 0;
+    struct rh_peer *p = peer_by_id(w->h, id);
+    if (p && p->addr[0] && memcmp(p->pk, n->key, NODE_PK_BYTES) == 0 && gossip_alive(w->h, n->key))
+        w->add = id;
+    return 0;
+}
+
+static uint32_t voter_target(const struct raft_host *h, size_t members)
+{
+    if (h->cfg.voter_target > 0)
+        return h->cfg.voter_target;
+    return members >= 5 ? 5 : 3;
+}
+
+/* A learner that is alive and caught up, or 0. */
+static uint64_t ready_learner(struct raft_host *h, const struct raft_conf *c)
+{
+    for (uint32_t i = 0; i < c->n_learners; i++) {
+        struct raft_progress pr;
+        const uint8_t *pk = key_of(h, c->learners[i]);
+        if (pk && gossip_alive(h, pk) && raft_progress(h->r, c->learners[i], &pr) == NX_OK &&
+            pr.match + LEARNER_CATCHUP_LAG >= raft_commit_index(h->r))
+            return c->learners[i];
+    }
+    return 0;
+}
+
+static void registry_reconcile(struct raft_host *h)
+{
+    if (h->gossip == NULL || raft_role(h->r) != RAFT_LEADER)
+        return;
+    const struct raft_conf *c = raft_current_conf(h->r);
+    if (admit_conf_members(h, c))
+        return;
+    struct ledger *l = ledger_host_ledger(h->lh);
+    /* Removed from the registry: out of Raft too (never ourselves: transfer first). */
+    for (uint32_t i = 0; i < c->n_voters + c->n_learners; i++) {
+        uint64_t id = i < c->n_voters ? c->voters[i] : c->learners[i - c->n_voters];
+        const uint8_t *pk = key_of(h, id);
+        if (id != h->id && pk && ledger_node_was_removed(l, pk)) {
+            (void)propose_conf(h, RAFT_CONF_REMOVE, id, "removed from the registry");
+            return;
+        }
+    }
+    struct reconcile_walk w = {h, c, 0, 0};
+    if (ledger_nodes_foreach(l, reconcile_member_cb, &w) < 0)
+        return;
+    if (w.add && propose_conf(h, RAFT_CONF_ADD_LEARNER, w.add, "admitted member"))
+        return;
+    uint64_t learner = ready_learner(h, c);
+    if (learner && c->n_voters < voter_target(h, w.members)) {
+        (void)propose_conf(h, RAFT_CONF_PROMOTE, learner, "below the voter target");
+        return;
+    }
+    /* A voter gossip has declared dead for longer than the grace: replace it. */
+    for (uint32_t i = 0; learner && i < c->n_voters; i++) {
+        const uint8_t *pk = key_of(h, c->voters[i]);
+        if (c->voters[i] != h->id && pk && gossip_gone(h, pk) &&
+            propose_conf(h, RAFT_CONF_REMOVE, c->voters[i], "dead past the grace period")) {
+            h->voters_replaced++;
+            return;
+        }
+    }
 }

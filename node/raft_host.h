@@ -58,6 +58,8 @@ struct raft_host_config {
     const char *peers;       /* '\n'-joined "HEXPK@HOST:PORT", or NULL */
     uint32_t tick_ms;        /* logical tick period */
     uint64_t snapshot_every; /* applied entries between snapshots */
+    uint32_t voter_target;   /* voters the leader aims for; 0: 3, or 5 from 5 members on */
+    uint32_t voter_grace_ms; /* a voter dead this long is replaced by a caught-up learner */
 };
 
 /* Nonzero Raft id of a node key: its first 8 bytes, little-endian (1 if those are 0). */
@@ -84,6 +86,25 @@ json_t *raft_host_status_json(const struct raft_host *h);
 
 /* This node's place in Raft as gossip advertises it: leader, candidate, voter, learner or none. */
 enum gossip_raft_role raft_host_gossip_role(const struct raft_host *h);
+
+/*
+ * Called once with the answer to a submitted command: an HTTP-like status
+ * (200 applied, 422 rejected by the ledger, 503 retry, ...) and the JSON
+ * answer (borrowed for the call: {"reason": ..., "index": ...} or {"error": ...}).
+ */
+typedef void (*raft_host_done_fn)(void *arg, unsigned status, json_t *answer);
+
+/*
+ * Proposes a signed ledger command (borrowed) for another module: on the leader
+ * directly, on a follower through the leader. done runs once, possibly before
+ * this returns (an immediate refusal), else from the loop.
+ */
+void raft_host_submit_ledger(struct raft_host *h, const uint8_t *cmd, size_t len,
+                             raft_host_done_fn done, void *arg);
+
+/* The replicated registry and ledger as applied on this node (read-only use). */
+struct ledger;
+struct ledger *raft_host_ledger(struct raft_host *h);
 
 /* API handlers; ctx is the struct raft_host. */
 enum api_result raft_host_api_kv(void *ctx, struct api_request *req);            /* /v1/kv/KEY */

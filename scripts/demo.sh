@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's main job: a local mesh on loopback, on the embedded defaults.
 #
-# Three nodes of one cluster on 127.0.0.1: they find each other by gossip,
-# elect a Raft leader, and exchange only signed (Ed25519 NCAP envelopes),
+# Three nodes of one cluster on 127.0.0.1: node a bootstraps it, b and c join
+# with a token made on a (nothing else: no trust file, no peer list); they
+# find each other by gossip, elect a Raft leader, and exchange only signed (Ed25519 NCAP envelopes),
 # encrypted (ZeroMQ CURVE) messages. The demo then writes to the replicated
 # key-value store through one node and reads it on another, opens two ledger
 # accounts and moves money between them (signed on this machine, verified by
@@ -24,31 +25,19 @@ step() { printf '\n== %s\n' "$*"; }
 show() { printf '$ nexus %s\n' "$*"; "$NEXUS" "$@"; }
 
 nodes=(a b c)
-declare -A id bind api
-cluster=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-step "a new cluster $cluster: three nodes on 127.0.0.1"
+declare -A bind api
 port=17400
 for n in "${nodes[@]}"; do
-  id[$n]=$("$NEXUS" init --data-dir "$work/$n" --cluster-id "$cluster" | awk '{print $3}')
   bind[$n]=127.0.0.1:$port
   api[$n]=127.0.0.1:$((port + 1))
   port=$((port + 10))
 done
-# Every node trusts the three ids; one operator key signs the ledger's genesis.
-seed=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
-for n in "${nodes[@]}"; do
-  for m in "${nodes[@]}"; do echo "${id[$m]}  # node $m"; done >"$work/$n/trusted.keys"
-  (umask 077 && printf 'nexus-ed25519-key-v1\nseed=%s\n' "$seed" >"$work/$n/operator.key")
-done
-for n in "${nodes[@]}"; do
-  peers=()
-  for m in "${nodes[@]}"; do [ "$m" != "$n" ] && peers+=(--peer "${id[$m]}@${bind[$m]}"); done
-  "$NEXUS" node --data-dir "$work/$n" --bind "${bind[$n]}" --api "${api[$n]}" --bootstrap \
-    "${peers[@]}" >"$work/$n.log" 2>&1 &
-  pids+=($!)
-  echo "node $n: id ${id[$n]:0:16}...  mesh ${bind[$n]}  api ${api[$n]}"
-done
+OPKEY="$work/a/operator.key" # made by node a at bootstrap; signs tokens, mints, accounts
 
+step "node a bootstraps a new cluster (it creates the operator key and the ledger's genesis)"
+"$NEXUS" node --data-dir "$work/a" --bind "${bind[a]}" --api "${api[a]}" --bootstrap \
+  >"$work/a.log" 2>&1 &
+pids+=($!)
 a() { "$NEXUS" "$@" --api "${api[a]}" --data-dir "$work/a"; }
 wait_until() { # seconds, what, command...
   local deadline=$((SECONDS + $1)) what=$2
@@ -63,12 +52,28 @@ wait_until() { # seconds, what, command...
     sleep 0.2
   done
 }
-has_leader() { a status --json | grep -q '"role": "leader"\|"leader": "[0-9a-f]'; }
+wait_until 30 "node a's API" a status
+registry_size() { a status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["raft"]["registry"]["members"])'; }
+has_genesis() { [ "$(registry_size)" -ge 1 ]; }
+wait_until 30 "the ledger's genesis" has_genesis
+
+step "a join token for two nodes, made on node a (signed with the operator key)"
+token=$(a token create --uses 2 --ttl 10m --operator-key "$OPKEY" 2>"$work/token.err") || { cat "$work/token.err" >&2; exit 1; }
+echo "token: ${token:0:60}..."
+for n in b c; do
+  step "node $n joins with the token and nothing else (no trust file, no peer list)"
+  printf '$ nexus node --join %s --token <token> --data-dir %s\n' "${bind[a]}" "$work/$n"
+  "$NEXUS" node --data-dir "$work/$n" --bind "${bind[$n]}" --api "${api[$n]}" \
+    --join "${bind[a]}" --token "$token" >"$work/$n.log" 2>&1 &
+  pids+=($!)
+  wait_until 30 "node $n's API" "$NEXUS" status --api "${api[$n]}" --data-dir "$work/$n"
+  grep -m1 '^joined' "$work/$n.log"
+done
+three_voters() { [ "$(a status --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["raft"]["voters"]))')" = 3 ]; }
 all_alive() { [ "$(a members --json | grep -c '"state": "alive"')" = 3 ]; }
-wait_until 30 "a Raft leader" has_leader
+roles_known() { ! a members --json | grep -q '"raft_role": "none"\|"raft_role": "learner"'; }
+wait_until 30 "three Raft voters (joiners start as learners, promoted once caught up)" three_voters
 wait_until 30 "a full gossip view" all_alive
-roles_known() { ! a members --json | grep -q '"raft_role": "none"'; }
-wait_until 30 "the ledger's genesis" a ledger accounts
 wait_until 30 "Raft roles in gossip" roles_known
 
 step "the mesh, as gossip sees it from node a"

@@ -1,5 +1,5 @@
 """The README's main job keeps working: scripts/demo.sh (what `./run.sh demo`
-runs after building) starts a 3-node mesh, uses the KV store and the ledger,
+runs after building) starts a 3-node mesh (one bootstrap node, two joined by token), uses the KV store and the ledger,
 runs the example agents, and stops cleanly."""
 import os
 import subprocess
@@ -19,6 +19,7 @@ class DemoTest(unittest.TestCase):
         out = r.stdout
         self.assertEqual(out.count(' alive '), 3, out)
         self.assertIn(' leader ', out)
+        self.assertEqual(out.count('joined: admitted by the cluster'), 2, out)
         self.assertIn('hello, mesh', out)
         self.assertIn('ok: 2 transactions, supply 100', out)
         self.assertIn('"greeting": "hello from sh"', out)

@@ -807,6 +807,20 @@ static void other_cluster_token_is_rejected(void **state)
     fx_free(&f);
 }
 
+static int count_node(void *arg, const struct ledger_node *n)
+{
+    (void)n;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static int count_removed(struct fx *f)
+{
+    int n = 0;
+    assert_int_equal(ledger_removed_nodes_foreach(&f->l, count_node, &n), 0);
+    return n;
+}
+
 static void node_is_removed_by_operator_or_itself(void **state)
 {
     (void)state;
@@ -822,8 +836,14 @@ static void node_is_removed_by_operator_or_itself(void **state)
     memcpy(c.u.node_remove.node, node_key.pk, LEDGER_KEY_BYTES);
     assert_int_equal(fx_submit(&f, &c, f.op.sk, NULL), LEDGER_OK);
     assert_false(ledger_node_is_member(&f.l, node_key.pk));
+    assert_int_equal(count_removed(&f), 1); /* the registry keeps refusing the key */
+    assert_true(ledger_node_was_removed(&f.l, node_key.pk));
     fx_fresh_idem(&f, c.idem_key);
     assert_int_equal(fx_submit(&f, &c, f.op.sk, NULL), LEDGER_REJ_NOT_FOUND);
+    assert_int_equal(token_create(&f, "rm0002", f.time_ms + 60000, 1), LEDGER_OK);
+    assert_int_equal(admit(&f, &node_key, "rm0002", SECRET), LEDGER_OK);
+    assert_int_equal(count_removed(&f), 0); /* admitted again: trusted again */
+    assert_false(ledger_node_was_removed(&f.l, node_key.pk));
     fx_free(&f);
 }
 
