@@ -1,5 +1,5 @@
 /*
- * agent_exec.c - helper threads for agent runs and charges (agent_exec.h).
+ * agent_exec.c - helper threads for agent runs (agent_exec.h).
  *
  * One mutex guards the waiting queue, the finished list and the pools; a
  * condition variable wakes the threads; one ev_async wakes the loop, which
@@ -15,13 +15,11 @@
  */
 #include <ev.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent_exec.h"
-#include "client.h"
 
 struct warm_pool {
     char key[65];
@@ -66,12 +64,6 @@ void agent_task_free(struct agent_task *t)
     free(t->input_json);
     free(t->output_json);
     free(t->agent_error);
-    if (t->token) {
-        sodium_memzero(t->token, strlen(t->token));
-        free(t->token);
-    }
-    free(t->command_hex);
-    free(t->reply_json);
     free(t);
 }
 
@@ -184,42 +176,6 @@ static void do_run(struct agent_exec *ex, struct agent_task *t)
     json_decref(input);
 }
 
-/* ---- charges ------------------------------------------------------------------ */
-
-static void do_charge(struct agent_task *t)
-{
-    struct client c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.api, sizeof c.api, "%s", t->api);
-    c.token = t->token;
-    json_t *body = json_pack("{s:s}", "command", t->command_hex);
-    json_t *reply = NULL;
-    char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (payload == NULL) {
-        t->rc = NX_ERR_NOMEM;
-        return;
-    }
-    /* 503: no leader yet or outcome unknown; the same bytes are safe to resend */
-    for (int attempt = 0; attempt < 5; attempt++) {
-        json_decref(reply);
-        reply = NULL;
-        t->http_status = client_request(&c, "POST", "/v1/ledger/commands", payload, strlen(payload),
-                                        "application/json", &reply);
-        if (t->http_status != 503)
-            break;
-        struct timespec ts = {0, 200 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    free(payload);
-    c.token = NULL;
-    t->reply_json = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
-    json_decref(reply);
-    t->rc = t->http_status > 0 ? 0 : NX_ERR_IO;
-    if (t->rc)
-        snprintf(t->err, sizeof t->err, "cannot reach this node's API at %s", t->api);
-}
-
 /* ---- threads and the loop ---------------------------------------------------- */
 
 static void *worker(void *arg)
@@ -238,10 +194,7 @@ static void *worker(void *arg)
         ex->queued--;
         ex->running++;
         pthread_mutex_unlock(&ex->mu);
-        if (t->kind == AGENT_TASK_RUN)
-            do_run(ex, t);
-        else
-            do_charge(t);
+        do_run(ex, t);
         pthread_mutex_lock(&ex->mu);
         ex->running--;
         t->next = ex->finished;

@@ -1,8 +1,7 @@
 /*
  * agent_exec.h - the blocking work of agent runs, off the loop: a few helper
- * threads that run sandboxed agents (sandbox/sandbox.h) and post metering
- * charges to this node's own API, handing each finished task back to the
- * loop through one ev_async.
+ * threads that run sandboxed agents (sandbox/sandbox.h), handing each
+ * finished task back to the loop through one ev_async.
  *
  * Owns: the threads, the bounded queue of tasks waiting for one, the list of
  * finished tasks, and per agent version a warm pool of pre-started sandboxes
@@ -31,7 +30,7 @@
 struct ev_loop;
 struct agent_exec;
 
-enum agent_task_kind { AGENT_TASK_RUN = 1, AGENT_TASK_CHARGE = 2 };
+enum agent_task_kind { AGENT_TASK_RUN = 1 };
 
 struct agent_task {
     enum agent_task_kind kind;
@@ -46,14 +45,7 @@ struct agent_task {
     char *agent_error; /* owned: the agent's error reply, or NULL */
     struct sbx_usage usage;
     bool warm; /* served by a pre-started sandbox */
-    /* CHARGE in: the API address and token, the signed command as hex */
-    char api[128];
-    char *token;       /* owned (plain malloc), wiped when freed */
-    char *command_hex; /* owned */
-    /* CHARGE out */
-    long http_status;
-    char *reply_json; /* owned */
-    /* both: rc 0 done; else err says why */
+    /* rc 0: the agent ran (and answered or not); else err says why it could not */
     int rc;
     char err[AGENT_EXEC_ERR_MAX];
     struct agent_task *next; /* private */

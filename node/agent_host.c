@@ -106,6 +106,7 @@ struct agent_host {
     struct ev_loop *loop;
     struct mesh *mesh;
     struct gossip_host *gossip;
+    struct raft_host *raft;
     const struct node_identity *id;
     struct agent_host_config cfg;
     struct agent_registry *registry;
@@ -121,7 +122,6 @@ struct agent_host {
     struct node_reserved reserved;
     struct node_resources detected; /* capacity, as last read */
     uint64_t detected_ms;
-    char token[NODE_TOKEN_LEN + 1];
     uint8_t *chunk; /* AGENT_HOST_CHUNK_BYTES + header, for serving fetches */
     /* counters */
     uint64_t runs_placed, runs_admitted, runs_refused, runs_done, runs_failed;
@@ -517,10 +517,6 @@ enum api_result agent_host_api_run(void *ctx, struct api_request *req)
         api_reply_error(req, 400,
                         "expected {\"agent\": \"NAME[@VERSION]\", \"input\": JSON, \"account\"?: "
                         "NAME, \"run_id\"?: [a-z0-9._-]{1,64}, \"constraints\"?: [\"k=v\"]}");
-        return API_DONE;
-    }
-    if (agent_registry_refresh(h->registry) != NX_OK) {
-        api_reply_error(req, 503, "cannot read the registry now");
         return API_DONE;
     }
     struct agent_version v;
@@ -1023,14 +1019,13 @@ static uint64_t price_of(const struct sbx_usage *u)
 }
 
 static int charge_command(struct agent_host *h, const struct inbound *r, uint64_t amount,
-                          char **hex_out)
+                          uint8_t **bytes, size_t *len)
 {
     struct ledger_cmd c;
     memset(&c, 0, sizeof c);
     c.type = LEDGER_CMD_CHARGE;
     uint8_t operator_pk[LEDGER_KEY_BYTES];
-    if (agent_registry_refresh(h->registry) != NX_OK ||
-        ledger_genesis_get(agent_registry_ledger(h->registry), c.cluster_id, operator_pk) != NX_OK)
+    if (ledger_genesis_get(raft_host_ledger(h->raft), c.cluster_id, operator_pk) != NX_OK)
         return NX_ERR_UNAVAILABLE;
     memcpy(c.author, h->id->pk, LEDGER_KEY_BYTES);
     /* one run id, one idempotency key: a resend by this node is a duplicate */
@@ -1041,43 +1036,32 @@ static int charge_command(struct agent_host *h, const struct inbound *r, uint64_
     snprintf(c.u.charge.payee, sizeof c.u.charge.payee, "%s", r->tenant);
     c.u.charge.amount = amount;
     snprintf(c.u.charge.run_id, sizeof c.u.charge.run_id, "%s", r->run_id);
-    uint8_t *bytes = NULL;
-    size_t len = 0;
-    int rc = ledger_cmd_build(&c, h->id->sk, &bytes, &len);
-    if (rc != NX_OK)
-        return rc;
-    *hex_out = malloc(2 * len + 1);
-    if (*hex_out)
-        nx_hex_encode(*hex_out, bytes, len);
-    free(bytes);
-    return *hex_out ? NX_OK : NX_ERR_NOMEM;
+    return ledger_cmd_build(&c, h->id->sk, bytes, len);
 }
 
+static void charge_done(void *arg, unsigned status, json_t *answer);
+
+/* Proposes the charge; the answer comes to charge_done (maybe before this returns). */
 static void start_charge(struct inbound *r, const struct sbx_usage *u)
 {
     struct agent_host *h = r->h;
     uint64_t amount = price_of(u);
-    struct agent_task *t = agent_task_new(AGENT_TASK_CHARGE);
-    char *hex = NULL;
-    int rc = t ? charge_command(h, r, amount, &hex) : NX_ERR_NOMEM;
-    if (rc == NX_OK) {
-        t->owner = r;
-        t->command_hex = hex;
-        snprintf(t->api, sizeof t->api, "%s", h->cfg.api);
-        t->token = strdup(h->token);
-        json_object_set_new(r->result, "charge",
-                            json_pack("{s:s,s:s,s:I}", "account", r->account, "payee", r->tenant,
-                                      "amount", (json_int_t)amount));
-        r->state = IN_CHARGING;
-        if (t->token && agent_exec_submit(h->exec, t) == NX_OK)
-            return;
-        rc = NX_ERR_FULL;
+    uint8_t *cmd = NULL;
+    size_t len = 0;
+    int rc = charge_command(h, r, amount, &cmd, &len);
+    if (rc != NX_OK) {
+        h->charges_failed++;
+        json_object_set_new(r->result, "charge_error",
+                            json_sprintf("not charged: %s", nx_strerror(rc)));
+        in_finish(r);
+        return;
     }
-    agent_task_free(t);
-    h->charges_failed++;
-    json_object_set_new(r->result, "charge_error",
-                        json_sprintf("not charged: %s", nx_strerror(rc)));
-    in_finish(r);
+    json_object_set_new(r->result, "charge",
+                        json_pack("{s:s,s:s,s:I}", "account", r->account, "payee", r->tenant,
+                                  "amount", (json_int_t)amount));
+    r->state = IN_CHARGING;
+    raft_host_submit_ledger(h->raft, cmd, len, charge_done, r);
+    free(cmd);
 }
 
 static void run_done(struct agent_host *h, struct agent_task *t)
@@ -1110,45 +1094,40 @@ static void run_done(struct agent_host *h, struct agent_task *t)
     in_finish(r);
 }
 
-static void charge_done(struct agent_host *h, struct agent_task *t)
+static void charge_done(void *arg, unsigned status, json_t *answer)
 {
-    struct inbound *r = t->owner;
-    json_t *reply = t->reply_json ? json_loads(t->reply_json, 0, NULL) : NULL;
+    struct inbound *r = arg;
+    struct agent_host *h = r->h;
     json_t *charge = json_object_get(r->result, "charge");
-    int code = (int)json_integer_value(json_object_get(reply, "reason_code"));
-    if (t->rc == 0 && t->http_status == 200) {
-        bool dup = json_is_true(json_object_get(reply, "duplicate"));
+    int code = (int)json_integer_value(json_object_get(answer, "reason_code"));
+    if (status == 200) {
+        bool dup = json_is_true(json_object_get(answer, "duplicate"));
         json_object_set_new(charge, "tx_seq",
-                            json_integer(json_integer_value(json_object_get(reply, "tx_seq"))));
+                            json_integer(json_integer_value(json_object_get(answer, "tx_seq"))));
         json_object_set_new(charge, "duplicate", json_boolean(dup));
         dup ? h->charges_duplicate++ : h->charges_ok++;
-    } else if (t->rc == 0 && t->http_status == 422 && code == LEDGER_REJ_IDEM_CONFLICT) {
+    } else if (status == 422 && code == LEDGER_REJ_IDEM_CONFLICT) {
         /* another node (or an earlier life of this one) charged this run id already */
         json_object_set_new(charge, "already_charged", json_true());
         json_object_set_new(charge, "note",
-                            json_string("this run id was charged before; "
-                                        "not charged again"));
+                            json_string("this run id was charged before; not charged again"));
         h->charges_duplicate++;
     } else {
-        const char *e = json_string_value(json_object_get(reply, "error"));
+        const char *reason = json_string_value(json_object_get(answer, "reason"));
+        const char *e = json_string_value(json_object_get(answer, "error"));
         json_object_set_new(r->result, "charge_error",
-                            json_sprintf("not charged: %s", t->rc ? t->err
-                                                            : e   ? e
-                                                                  : "the ledger refused"));
+                            json_sprintf("not charged: %s", reason ? reason
+                                                            : e    ? e
+                                                                   : "the ledger refused"));
         json_object_del(r->result, "charge");
         h->charges_failed++;
     }
-    json_decref(reply);
     in_finish(r);
 }
 
 static void on_task_done(void *ctx, struct agent_task *t)
 {
-    struct agent_host *h = ctx;
-    if (t->kind == AGENT_TASK_RUN)
-        run_done(h, t);
-    else
-        charge_done(h, t);
+    run_done(ctx, t);
     agent_task_free(t);
 }
 
@@ -1257,10 +1236,6 @@ static void reply_plan(struct agent_host *h, struct api_request *req, const char
 enum api_result agent_host_api_agents(void *ctx, struct api_request *req)
 {
     struct agent_host *h = ctx;
-    if (agent_registry_refresh(h->registry) != NX_OK) {
-        api_reply_error(req, 503, "cannot read the registry now");
-        return API_DONE;
-    }
     const char *tail = api_req_tail(req);
     unsigned status = 200;
     json_t *out;
@@ -1320,8 +1295,9 @@ enum api_result agent_host_api_bundle(void *ctx, struct api_request *req)
 /* ---- life cycle ------------------------------------------------------------------------ */
 
 int agent_host_start(struct agent_host **out, struct ev_loop *loop, struct mesh *mesh,
-                     struct gossip_host *gossip, const struct node_identity *id,
-                     const struct agent_host_config *cfg, char *err, size_t cap)
+                     struct gossip_host *gossip, struct raft_host *raft,
+                     const struct node_identity *id, const struct agent_host_config *cfg, char *err,
+                     size_t cap)
 {
     struct agent_host *h = calloc(1, sizeof *h);
     if (h == NULL)
@@ -1329,9 +1305,9 @@ int agent_host_start(struct agent_host **out, struct ev_loop *loop, struct mesh 
     h->loop = loop;
     h->mesh = mesh;
     h->gossip = gossip;
+    h->raft = raft;
     h->id = id;
     h->cfg = *cfg;
-    snprintf(h->token, sizeof h->token, "%s", cfg->operator_token ? cfg->operator_token : "");
     labels_parse(h, cfg->labels);
     node_reserved_init(&h->reserved);
     nx_rng_seed(&h->rng, randombytes_random() | (uint64_t)randombytes_random() << 32);
@@ -1340,7 +1316,7 @@ int agent_host_start(struct agent_host **out, struct ev_loop *loop, struct mesh 
     if (rc == NX_OK)
         rc = agent_store_open(&h->store, cfg->data_dir, err, cap);
     if (rc == NX_OK)
-        rc = agent_registry_open(&h->registry, cfg->data_dir, err, cap);
+        rc = agent_registry_open(&h->registry, raft_host_ledger(raft));
     if (rc == NX_OK) {
         rc = agent_exec_start(&h->exec, loop,
                               cfg->threads ? cfg->threads : AGENT_EXEC_THREADS_DEFAULT,
@@ -1379,7 +1355,6 @@ void agent_host_stop(struct agent_host *h)
     for (size_t i = 0; i < AGENT_HOST_DONE_CACHE; i++)
         free(h->done[i].reply);
     agent_registry_close(h->registry);
-    sodium_memzero(h->token, sizeof h->token);
     free(h->chunk);
     free(h);
 }

@@ -10,9 +10,9 @@
  * the run id as idempotency) for every run done here for an account.
  *
  * Never touches: Raft or the ledger's state (it reads the registry through
- * agent_registry.h and proposes charges through this node's own API, as any
- * client would), the sandbox internals (agent_exec.h drives it on helper
- * threads), the wire format of envelopes (mesh.h).
+ * agent_registry.h over raft_host_ledger, and proposes signed charges with
+ * raft_host_submit_ledger like any other author), the sandbox internals (agent_exec.h drives it on
+ * helper threads), the wire format of envelopes (mesh.h).
  *
  * A run, end to end:
  *
@@ -37,6 +37,7 @@
 #include "gossip_host.h"
 #include "mesh.h"
 #include "node.h"
+#include "raft_host.h"
 
 /*
  * Envelope types of this module (NCAP message types 60..69 are reserved for it).
@@ -71,10 +72,8 @@ struct agent_host;
 
 struct agent_host_config {
     const char *data_dir;
-    const char *api;            /* this node's API address: charges are posted there */
-    const char *operator_token; /* its token (borrowed) */
-    const char *labels;         /* '\n'-joined key=value as advertised, or NULL */
-    int gpus;                   /* as for gossip: > 0 override, 0 detect, < 0 none */
+    const char *labels; /* '\n'-joined key=value as advertised, or NULL */
+    int gpus;           /* as for gossip: > 0 override, 0 detect, < 0 none */
     uint64_t gpu_mem_bytes;
     uint32_t cpu_override_millicores; /* as for gossip: > 0 replaces what is detected */
     uint64_t mem_override_bytes;
@@ -83,14 +82,15 @@ struct agent_host_config {
 };
 
 /*
- * Opens the registry view and the bundle store, starts the helper threads
- * and registers the envelope handlers. Call after raft_host_start (the
- * database must exist). Borrowed: everything, for the host's lifetime.
+ * Opens the bundle store, starts the helper threads and registers the
+ * envelope handlers. Borrowed: everything, for the host's lifetime.
  */
 int agent_host_start(struct agent_host **out, struct ev_loop *loop, struct mesh *mesh,
-                     struct gossip_host *gossip, const struct node_identity *id,
-                     const struct agent_host_config *cfg, char *err, size_t cap) NX_MUST_USE;
-/* After api_server_stop: waits for running agents, frees everything. */
+                     struct gossip_host *gossip, struct raft_host *raft,
+                     const struct node_identity *id, const struct agent_host_config *cfg, char *err,
+                     size_t cap) NX_MUST_USE;
+/* After api_server_stop, before raft_host_stop: waits for running agents, frees everything
+ * (a charge still waiting for Raft is abandoned; its run id keeps a retry from paying twice). */
 void agent_host_stop(struct agent_host *h);
 
 /* API handlers; ctx is the struct agent_host. */

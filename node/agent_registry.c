@@ -1,149 +1,20 @@
 /*
- * agent_registry.c - the read-only registry view (agent_registry.h): a
- * RocksDB secondary over the node's database, a ledger_store over it, and
- * the agent queries the API answers with.
+ * agent_registry.c - the agent questions asked of the registry
+ * (agent_registry.h): resolve, list, show, search.
  */
 #include <ctype.h>
-#include <errno.h>
-#include <rocksdb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "agent_registry.h"
-#include "raft_store.h"
 #include "sandbox/sandbox.h"
 
 struct agent_registry {
-    struct ledger ledger_own;
-    struct ledger *ledger; /* ledger_own, or borrowed */
-    struct ledger_store store;
-    rocksdb_options_t *opts;
-    rocksdb_t *db; /* NULL when the view is over a borrowed ledger */
-    rocksdb_column_family_handle_t *cf[2];
-    rocksdb_readoptions_t *ro;
-    uint64_t refresh_failures;
+    struct ledger *ledger; /* borrowed */
 };
 
-/* ---- the read-only store over the secondary ---------------------------------- */
-
-static int view_error(const char *what, char *rerr)
-{
-    NX_WARN("registry_view_failed", "op=%s error=\"%s\"", what, rerr);
-    rocksdb_free(rerr);
-    return NX_ERR_IO;
-}
-
-static int view_get(void *ctx, const uint8_t *key, size_t key_len, uint8_t *val, size_t val_cap,
-                    size_t *val_len)
-{
-    struct agent_registry *r = ctx;
-    char *rerr = NULL;
-    size_t vl = 0;
-    char *v = rocksdb_get_cf(r->db, r->ro, r->cf[1], (const char *)key, key_len, &vl, &rerr);
-    if (rerr)
-        return view_error("get", rerr);
-    if (v == NULL)
-        return NX_ERR_NOT_FOUND;
-    *val_len = vl;
-    int rc = NX_OK;
-    if (vl > val_cap)
-        rc = NX_ERR_TOO_BIG;
-    else if (vl)
-        memcpy(val, v, vl);
-    rocksdb_free(v);
-    return rc;
-}
-
-static int view_iter(void *ctx, const uint8_t *prefix, size_t prefix_len, ledger_kv_fn fn,
-                     void *arg)
-{
-    struct agent_registry *r = ctx;
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(r->db, r->ro, r->cf[1]);
-    int rc = 0;
-    for (rocksdb_iter_seek(it, (const char *)prefix, prefix_len); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
-        size_t kl, vl;
-        const char *k = rocksdb_iter_key(it, &kl);
-        if (kl < prefix_len || memcmp(k, prefix, prefix_len) != 0)
-            break;
-        const char *v = rocksdb_iter_value(it, &vl);
-        rc = fn(arg, (const uint8_t *)k, kl, (const uint8_t *)v, vl);
-        if (rc != 0)
-            break;
-    }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
-    if (rerr)
-        return view_error("iterate", rerr);
-    return rc < 0 ? rc : 0;
-}
-
-static int view_put(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *val,
-                    size_t val_len)
-{
-    (void)ctx, (void)key, (void)key_len, (void)val, (void)val_len;
-    return NX_ERR_PERM; /* a view: the raft host alone writes the ledger */
-}
-
-static int view_del(void *ctx, const uint8_t *key, size_t key_len)
-{
-    (void)ctx, (void)key, (void)key_len;
-    return NX_ERR_PERM;
-}
-
-static int view_commit(void *ctx, const struct ledger_batch *batch)
-{
-    (void)ctx, (void)batch;
-    return NX_ERR_PERM;
-}
-
-static const struct ledger_store_ops view_ops = {view_get, view_put, view_del, view_iter,
-                                                 view_commit};
-
-int agent_registry_open(struct agent_registry **out, const char *data_dir, char *err, size_t cap)
-{
-    char primary[4096], secondary[4096], parent[4096];
-    snprintf(primary, sizeof primary, "%s/%s", data_dir, RAFT_STORE_DIR);
-    snprintf(parent, sizeof parent, "%s/agents", data_dir);
-    snprintf(secondary, sizeof secondary, "%s/%s", data_dir, AGENT_REGISTRY_VIEW_DIR);
-    if ((mkdir(parent, 0700) != 0 && errno != EEXIST) ||
-        (mkdir(secondary, 0700) != 0 && errno != EEXIST)) {
-        snprintf(err, cap, "agents: cannot create %s: %s", secondary, strerror(errno));
-        return NX_ERR_IO;
-    }
-    struct agent_registry *r = calloc(1, sizeof *r);
-    if (r == NULL)
-        return NX_ERR_NOMEM;
-    r->opts = rocksdb_options_create();
-    rocksdb_options_set_max_open_files(r->opts, -1); /* a secondary needs every file open */
-    rocksdb_options_set_info_log_level(r->opts, 4);
-    rocksdb_options_set_keep_log_file_num(r->opts, 2);
-    const char *names[2] = {"default", "ledger"};
-    const rocksdb_options_t *cf_opts[2] = {r->opts, r->opts};
-    char *rerr = NULL;
-    r->db = rocksdb_open_as_secondary_column_families(r->opts, primary, secondary, 2, names,
-                                                      cf_opts, r->cf, &rerr);
-    if (r->db == NULL) {
-        snprintf(err, cap, "agents: cannot open a registry view of %s: %s", primary,
-                 rerr ? rerr : "unknown error");
-        rocksdb_free(rerr);
-        rocksdb_options_destroy(r->opts);
-        free(r);
-        return NX_ERR_IO;
-    }
-    r->ro = rocksdb_readoptions_create();
-    r->store.ops = &view_ops;
-    r->store.ctx = r;
-    ledger_init(&r->ledger_own, &r->store);
-    r->ledger = &r->ledger_own;
-    *out = r;
-    return NX_OK;
-}
-
-int agent_registry_open_on(struct agent_registry **out, struct ledger *ledger)
+int agent_registry_open(struct agent_registry **out, struct ledger *ledger)
 {
     struct agent_registry *r = calloc(1, sizeof *r);
     if (r == NULL)
@@ -155,34 +26,7 @@ int agent_registry_open_on(struct agent_registry **out, struct ledger *ledger)
 
 void agent_registry_close(struct agent_registry *r)
 {
-    if (r == NULL)
-        return;
-    if (r->db) {
-        for (int i = 0; i < 2; i++)
-            rocksdb_column_family_handle_destroy(r->cf[i]);
-        rocksdb_close(r->db);
-        rocksdb_readoptions_destroy(r->ro);
-        rocksdb_options_destroy(r->opts);
-    }
     free(r);
-}
-
-int agent_registry_refresh(struct agent_registry *r)
-{
-    if (r->db == NULL)
-        return NX_OK;
-    char *rerr = NULL;
-    rocksdb_try_catch_up_with_primary(r->db, &rerr);
-    if (rerr) {
-        r->refresh_failures++;
-        return view_error("catch_up", rerr);
-    }
-    return NX_OK;
-}
-
-struct ledger *agent_registry_ledger(struct agent_registry *r)
-{
-    return r->ledger;
 }
 
 /* ---- versions ----------------------------------------------------------------- */
