@@ -112,7 +112,8 @@ static void keep_reply(struct agent_task *t, struct sbx_reply *reply)
     sbx_reply_clear(reply);
 }
 
-/* A warm run: 0 when the agent answered; <0 when the caller should run cold. */
+/* A warm run: 0 when the agent answered; <0 when the caller should run cold. The
+ * pool is refilled by the caller after the task went back to the loop (refill). */
 static int run_warm(struct warm_pool *wp, struct agent_task *t, json_t *input)
 {
     struct sbx_run *run = NULL;
@@ -136,27 +137,34 @@ static int run_warm(struct warm_pool *wp, struct agent_task *t, json_t *input)
         sbx_reply_clear(&reply);
         rc = rc < 0 ? rc : wrc;
     }
+    return rc;
+}
+
+/* Starts sandboxes until the pool is full again: off the request's path. */
+static void refill(struct warm_pool *wp)
+{
+    char err[SBX_ERR_MAX];
     pthread_mutex_lock(&wp->lock);
     if (sbx_pool_refill(wp->pool, err, sizeof err) != 0)
         NX_WARN("agent_pool_refill_failed", "bundle=%.16s error=\"%s\"", wp->key, err);
     pthread_mutex_unlock(&wp->lock);
-    return rc;
 }
 
-static void do_run(struct agent_exec *ex, struct agent_task *t)
+/* Runs the task; returns the warm pool it took a sandbox from (to refill), or NULL. */
+static struct warm_pool *do_run(struct agent_exec *ex, struct agent_task *t)
 {
     json_error_t jerr;
     json_t *input = json_loads(t->input_json ? t->input_json : "null", JSON_DECODE_ANY, &jerr);
     if (input == NULL) {
         t->rc = NX_ERR_INVAL;
         snprintf(t->err, sizeof t->err, "input is not JSON: %s", jerr.text);
-        return;
+        return NULL;
     }
     struct warm_pool *wp = pool_for(ex, t);
     if (wp && run_warm(wp, t, input) == 0) {
         json_decref(input);
         t->rc = 0;
-        return;
+        return wp;
     }
     struct sbx_manifest m;
     char err[SBX_ERR_MAX] = "";
@@ -174,6 +182,7 @@ static void do_run(struct agent_exec *ex, struct agent_task *t)
     if (t->rc != 0)
         snprintf(t->err, sizeof t->err, "%s", err[0] ? err : nx_strerror(t->rc));
     json_decref(input);
+    return wp; /* a warm attempt that failed took a sandbox too */
 }
 
 /* ---- threads and the loop ---------------------------------------------------- */
@@ -194,12 +203,17 @@ static void *worker(void *arg)
         ex->queued--;
         ex->running++;
         pthread_mutex_unlock(&ex->mu);
-        do_run(ex, t);
+        struct warm_pool *used = do_run(ex, t);
         pthread_mutex_lock(&ex->mu);
         ex->running--;
         t->next = ex->finished;
         ex->finished = t;
         ev_async_send(ex->loop, &ex->wake);
+        if (used) { /* the answer is on its way; now make the next sandbox */
+            pthread_mutex_unlock(&ex->mu);
+            refill(used);
+            pthread_mutex_lock(&ex->mu);
+        }
     }
     pthread_mutex_unlock(&ex->mu);
     return NULL;

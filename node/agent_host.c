@@ -55,6 +55,7 @@ struct outbound {
     struct api_request *req; /* borrowed until answered */
     char run_id[AGENT_HOST_RUN_ID_MAX + 1];
     json_t *request; /* the RUN body's JSON (owned) */
+    struct place_needs needs;
     uint64_t timeout_ms;
     uint8_t picks[AGENT_HOST_CANDIDATES][NODE_PK_BYTES];
     char addrs[AGENT_HOST_CANDIDATES][GOSSIP_ADDR_MAX + 1];
@@ -462,6 +463,25 @@ static struct outbound *out_alloc(struct agent_host *h)
     return NULL;
 }
 
+/*
+ * Our own runs in flight, charged to the view (place_charge): gossip shows a
+ * member's load seconds later, so without this a burst from this node would
+ * all go to the member that was best before the first of them.
+ */
+static void charge_in_flight(struct agent_host *h, struct gossip_member_info *members, size_t n)
+{
+    for (size_t i = 0; i < AGENT_HOST_MAX_OUTBOUND; i++) {
+        const struct outbound *o = &h->out[i];
+        if (o->state == OUT_FREE || o->next == 0)
+            continue;
+        for (size_t k = 0; k < n; k++)
+            if (memcmp(members[k].id, o->picks[o->next - 1], NODE_PK_BYTES) == 0) {
+                place_charge(&members[k], &o->needs);
+                break;
+            }
+    }
+}
+
 /* Ranks the members for needs; fills picks, or explains into why. */
 static int rank(struct agent_host *h, const struct place_needs *needs, struct outbound *o,
                 char *why, size_t cap)
@@ -471,6 +491,7 @@ static int rank(struct agent_host *h, const struct place_needs *needs, struct ou
     int rc = members_load(h, &members, &n);
     if (rc != NX_OK)
         return rc;
+    charge_in_flight(h, members, n);
     struct place_pick picks[AGENT_HOST_CANDIDATES];
     struct place_result res;
     rc = place_rank(needs, members, n, &h->rng, NULL, picks, AGENT_HOST_CANDIDATES, &res);
@@ -568,6 +589,7 @@ enum api_result agent_host_api_run(void *ctx, struct api_request *req)
         snprintf(o->run_id, sizeof o->run_id, "r-%s", hex);
     }
     o->req = req;
+    o->needs = needs;
     o->timeout_ms = timeout_ms;
     o->started_us = nx_clock_mono_us();
     o->refusals = json_array();
@@ -1200,6 +1222,7 @@ static void reply_plan(struct agent_host *h, struct api_request *req, const char
         api_reply_error(req, 500, "out of memory");
         return;
     }
+    charge_in_flight(h, members, n); /* what the next run would see */
     rc = place_rank(&needs, members, n, &h->rng, verdicts, picks, AGENT_HOST_CANDIDATES, &res);
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++) {
