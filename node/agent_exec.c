@@ -15,6 +15,7 @@
  */
 #include <ev.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ struct warm_pool {
     struct sbx_config cfg; /* points into manifest */
     struct sbx_pool *pool;
     pthread_mutex_t lock; /* one taker or refiller at a time */
-    bool broken;          /* creation failed: cold runs only */
+    atomic_bool broken;   /* not (yet) usable: cold runs only; read without the lock */
 };
 
 struct agent_exec {
@@ -82,7 +83,7 @@ static struct warm_pool *pool_for(struct agent_exec *ex, const struct agent_task
         snprintf(wp->key, sizeof wp->key, "%s", t->pool_key);
         snprintf(wp->bundle_dir, sizeof wp->bundle_dir, "%s", t->bundle_dir);
         pthread_mutex_init(&wp->lock, NULL);
-        wp->broken = true; /* until created below, under its own lock */
+        atomic_store(&wp->broken, true); /* until created below, under its own lock */
         ex->pools[ex->n_pools++] = wp;
         pthread_mutex_lock(&wp->lock);
         pthread_mutex_unlock(&ex->mu);
@@ -91,16 +92,17 @@ static struct warm_pool *pool_for(struct agent_exec *ex, const struct agent_task
             sbx_config_init(&wp->cfg);
             wp->cfg.bundle_dir = wp->bundle_dir;
             sbx_config_from_manifest(&wp->cfg, &wp->manifest, false);
-            wp->broken = wp->manifest.kind != SBX_KIND_STATELESS ||
-                         sbx_pool_create(&wp->cfg, ex->pool_size, &wp->pool, err, sizeof err) != 0;
+            atomic_store(&wp->broken, wp->manifest.kind != SBX_KIND_STATELESS ||
+                                          sbx_pool_create(&wp->cfg, ex->pool_size, &wp->pool, err,
+                                                          sizeof err) != 0);
         }
-        if (wp->broken)
+        if (atomic_load(&wp->broken))
             NX_WARN("agent_pool_off", "bundle=%.16s error=\"%s\"", wp->key, err);
         pthread_mutex_unlock(&wp->lock);
-        return wp->broken ? NULL : wp;
+        return atomic_load(&wp->broken) ? NULL : wp;
     }
     pthread_mutex_unlock(&ex->mu);
-    return wp && !wp->broken ? wp : NULL;
+    return wp && !atomic_load(&wp->broken) ? wp : NULL;
 }
 
 static void keep_reply(struct agent_task *t, struct sbx_reply *reply)

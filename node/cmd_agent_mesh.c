@@ -593,7 +593,7 @@ static int do_plan(struct actx *x)
         cli_error("usage: nexus agent plan NAME[@VERSION] [--constraint RULE]");
         return 2;
     }
-    char esc[256], path[512], cesc[256] = "";
+    char esc[256], path[600], cesc[256] = "";
     url_escape(esc, sizeof esc, x->pos[1]);
     const char *c = opt(x, "constraint");
     if (c)
