@@ -1046,9 +1046,14 @@ static int charge_command(struct agent_host *h, const struct inbound *r, uint64_
     struct ledger_cmd c;
     memset(&c, 0, sizeof c);
     c.type = LEDGER_CMD_CHARGE;
+    /* The ledger's cluster id is the mesh's (ledger_host.h); a node that joined a
+     * moment ago may not have applied genesis yet, and its charge must not wait. */
     uint8_t operator_pk[LEDGER_KEY_BYTES];
-    if (ledger_genesis_get(raft_host_ledger(h->raft), c.cluster_id, operator_pk) != NX_OK)
-        return NX_ERR_UNAVAILABLE;
+    if (ledger_genesis_get(raft_host_ledger(h->raft), c.cluster_id, operator_pk) != NX_OK) {
+        if (h->cfg.cluster_id == NULL)
+            return NX_ERR_UNAVAILABLE;
+        memcpy(c.cluster_id, h->cfg.cluster_id, LEDGER_CLUSTER_ID_BYTES);
+    }
     memcpy(c.author, h->id->pk, LEDGER_KEY_BYTES);
     /* one run id, one idempotency key: a resend by this node is a duplicate */
     crypto_generichash(c.idem_key, LEDGER_IDEM_BYTES, (const uint8_t *)r->run_id, strlen(r->run_id),

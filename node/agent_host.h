@@ -72,8 +72,9 @@ struct agent_host;
 
 struct agent_host_config {
     const char *data_dir;
-    const char *labels; /* '\n'-joined key=value as advertised, or NULL */
-    int gpus;           /* as for gossip: > 0 override, 0 detect, < 0 none */
+    const uint8_t *cluster_id; /* NODE_CLUSTER_ID_BYTES: what charges name before genesis is here */
+    const char *labels;        /* '\n'-joined key=value as advertised, or NULL */
+    int gpus;                  /* as for gossip: > 0 override, 0 detect, < 0 none */
     uint64_t gpu_mem_bytes;
     uint32_t cpu_override_millicores; /* as for gossip: > 0 replaces what is detected */
     uint64_t mem_override_bytes;

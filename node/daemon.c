@@ -555,8 +555,9 @@ static int start_services(struct node_daemon *d)
         return -1;
     }
     struct agent_host_config ac = {
-        d->cfg.data_dir,       d->cfg.labels,    d->cfg.gpus, d->cfg.gpu_mem_bytes,
-        d->cfg.cpu_millicores, d->cfg.mem_bytes, 0,           AGENT_HOST_POOL_DEFAULT};
+        d->cfg.data_dir,        d->cluster_id,         d->cfg.labels,    d->cfg.gpus,
+        d->cfg.gpu_mem_bytes,   d->cfg.cpu_millicores, d->cfg.mem_bytes, 0,
+        AGENT_HOST_POOL_DEFAULT};
     if (agent_host_start(&d->agents, d->loop, d->mesh, d->gossip, d->raft, &d->id, &ac, err,
                          sizeof err) != NX_OK) {
         cli_error("%s", err);

@@ -283,5 +283,56 @@ class AgentsMeshTest(unittest.TestCase):
         self.assertEqual(1000 - balance('alice'), paid)
 
 
+class JoinedNodeAgentsTest(unittest.TestCase):
+    """The way the demo builds a mesh: one bootstrap node, another joined by token (no
+    trust file, no --peer). A run placed on the joined node fetches the bundle from the
+    bootstrap node, and the joined node, admitted by the registry, may charge."""
+
+    def test_a_joined_node_runs_and_meters(self):
+        c = Cluster()
+        self.addCleanup(c.close)
+        tmp = tempfile.mkdtemp(prefix='nexus-bundles-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        fast = ('--gossip-interval-ms', '200', '--ping-interval-ms', '200')
+        a = c.node('a')
+        a.start('--bootstrap', '--label', 'role=first', *(SIZES + fast))
+        wait_for(lambda: a.request('GET', '/v1/ledger/genesis')[0] == 200, timeout=20,
+                 what='genesis')
+        op = os.path.join(a.data_dir, 'operator.key')
+        res = run('token', 'create', '--api', a.api, '--data-dir', a.data_dir, '--operator-key',
+                  op, '--uses', '1', '--ttl', '10m')
+        self.assertEqual(res.returncode, 0, res.stderr)
+        b = c.node('b')
+        b.start('--join', a.bind, '--token', res.stdout.strip(), '--label', 'role=joined',
+                *(SIZES + fast))
+        wait_for(lambda: len(a.request('GET', '/v1/members')[1]['members']) == 2 and
+                 len(b.request('GET', '/v1/members')[1]['members']) == 2, timeout=30,
+                 what='gossip sees both')
+        bundle = make_bundle(tmp, 'joined-echo', greeting='from the joined node')
+        out = run('agent', 'publish', bundle, '--api', a.api, '--data-dir', a.data_dir,
+                  '--operator-key', op)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        keys = os.path.join(tmp, 'keys')
+        os.makedirs(keys)
+        for name in ('carol', 'default'):
+            out = run('account', 'create', name, '--key-file', os.path.join(keys, name),
+                      '--operator-key', op, '--api', a.api, '--data-dir', a.data_dir)
+            self.assertEqual(out.returncode, 0, out.stderr)
+        out = run('ledger', 'mint', '--to', 'carol', '--amount', '100', '--operator-key', op,
+                  '--api', a.api, '--data-dir', a.data_dir)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        res = cli(a, 'agent', 'run', 'joined-echo', '--constraint', 'role=joined', '--account',
+                  'carol', '--json')
+        self.assertEqual(res.returncode, 0, res.stderr)
+        r = json.loads(res.stdout)
+        self.assertEqual(r['node'], b.id)
+        self.assertEqual(r['output'], {'greeting': 'from the joined node'})
+        self.assertNotIn('charge_error', r, (b.request('GET', '/v1/ledger/genesis?stale'),
+                                             b.request('GET', '/v1/status')[1]['raft']))
+        self.assertGreaterEqual(r['charge']['amount'], 1)
+        bal = json.loads(cli(a, 'ledger', 'balance', 'carol', '--json').stdout)['balance']
+        self.assertEqual(bal, 100 - r['charge']['amount'])
+
+
 if __name__ == '__main__':
     unittest.main()
