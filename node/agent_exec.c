@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agent_exec.h"
 
@@ -189,15 +190,45 @@ static struct warm_pool *do_run(struct agent_exec *ex, struct agent_task *t)
 
 /* ---- threads and the loop ---------------------------------------------------- */
 
+/*
+ * Waits on cv up to ms milliseconds (or for a signal); mu held. Used to let
+ * an answer leave before the CPU goes to starting the next warm sandbox.
+ */
+static void wait_ms(struct agent_exec *ex, unsigned ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += (long)ms * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    (void)pthread_cond_timedwait(&ex->cv, &ex->mu, &ts);
+}
+
 static void *worker(void *arg)
 {
     struct agent_exec *ex = arg;
+    struct warm_pool *to_refill = NULL;
     pthread_mutex_lock(&ex->mu);
     for (;;) {
-        while (!ex->stopping && ex->queue_head == NULL)
+        /* A refill waits until no task is waiting and AGENT_EXEC_REFILL_DELAY_MS
+         * passed: on a busy machine starting a sandbox competes for the CPU with
+         * the answer on its way out (the loop, the requester, the client). */
+        if (to_refill && !ex->stopping && ex->queue_head == NULL)
+            wait_ms(ex, AGENT_EXEC_REFILL_DELAY_MS);
+        if (to_refill && !ex->stopping && ex->queue_head == NULL) {
+            pthread_mutex_unlock(&ex->mu);
+            refill(to_refill);
+            to_refill = NULL;
+            pthread_mutex_lock(&ex->mu);
+        }
+        while (!ex->stopping && ex->queue_head == NULL && to_refill == NULL)
             pthread_cond_wait(&ex->cv, &ex->mu);
         if (ex->stopping)
             break;
+        if (ex->queue_head == NULL)
+            continue; /* woken with a refill pending: do it first */
         struct agent_task *t = ex->queue_head;
         ex->queue_head = t->next;
         if (ex->queue_head == NULL)
@@ -205,17 +236,18 @@ static void *worker(void *arg)
         ex->queued--;
         ex->running++;
         pthread_mutex_unlock(&ex->mu);
+        t->started_us = nx_clock_mono_us();
         struct warm_pool *used = do_run(ex, t);
+        t->finished_us = nx_clock_mono_us();
+        if (used && to_refill && used != to_refill)
+            refill(to_refill); /* one pending refill per thread */
+        if (used)
+            to_refill = used;
         pthread_mutex_lock(&ex->mu);
         ex->running--;
         t->next = ex->finished;
         ex->finished = t;
         ev_async_send(ex->loop, &ex->wake);
-        if (used) { /* the answer is on its way; now make the next sandbox */
-            pthread_mutex_unlock(&ex->mu);
-            refill(used);
-            pthread_mutex_lock(&ex->mu);
-        }
     }
     pthread_mutex_unlock(&ex->mu);
     return NULL;
@@ -258,7 +290,11 @@ int agent_exec_start(struct agent_exec **out, struct ev_loop *loop, unsigned thr
     ex->ctx = ctx;
     ex->pool_size = pool_size;
     pthread_mutex_init(&ex->mu, NULL);
-    pthread_cond_init(&ex->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* wait_ms counts on the monotonic clock */
+    pthread_cond_init(&ex->cv, &ca);
+    pthread_condattr_destroy(&ca);
     ev_async_init(&ex->wake, on_wake);
     ex->wake.data = ex;
     ev_async_start(loop, &ex->wake);
@@ -313,6 +349,7 @@ int agent_exec_submit(struct agent_exec *ex, struct agent_task *task)
         return NX_ERR_FULL;
     }
     task->next = NULL;
+    task->submitted_us = nx_clock_mono_us();
     if (ex->queue_tail)
         ex->queue_tail->next = task;
     else

@@ -5,7 +5,8 @@
  *
  * Owns: the threads, the bounded queue of tasks waiting for one, the list of
  * finished tasks, and per agent version a warm pool of pre-started sandboxes
- * (sbx_pool) so a stateless run skips the sandbox start-up.
+ * (sbx_pool) so a stateless run skips the sandbox start-up; a pool is refilled
+ * once the answer had AGENT_EXEC_REFILL_DELAY_MS to leave and no task waits.
  *
  * Never touches: node state (a task carries copies of everything it needs
  * and only text in and out, so no JSON object is shared across threads), the
@@ -26,6 +27,7 @@
 #define AGENT_EXEC_QUEUE_MAX 1024 /* tasks waiting for a thread; more are refused */
 #define AGENT_EXEC_POOLS_MAX 16   /* agent versions with a warm pool */
 #define AGENT_EXEC_ERR_MAX 512
+#define AGENT_EXEC_REFILL_DELAY_MS 5 /* a warm pool is refilled this long after an answer */
 
 struct ev_loop;
 struct agent_exec;
@@ -45,6 +47,8 @@ struct agent_task {
     char *agent_error; /* owned: the agent's error reply, or NULL */
     struct sbx_usage usage;
     bool warm; /* served by a pre-started sandbox */
+    /* CLOCK_MONOTONIC µs: submitted, taken by a thread, finished (queue and run time) */
+    uint64_t submitted_us, started_us, finished_us;
     /* rc 0: the agent ran (and answered or not); else err says why it could not */
     int rc;
     char err[AGENT_EXEC_ERR_MAX];

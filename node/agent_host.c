@@ -86,7 +86,8 @@ struct inbound {
     uint64_t total, got;
     char fetch_error[BUNDLE_ERR_MAX + 64];
     ev_timer timer;
-    json_t *result; /* the answer being built (owned) */
+    json_t *result;       /* the answer being built (owned) */
+    uint64_t received_us; /* RUN arrived (CLOCK_MONOTONIC) */
 };
 
 struct done_entry {
@@ -697,6 +698,10 @@ static void in_finish(struct inbound *r)
     json_object_set_new(r->result, "status", json_string("done"));
     json_object_set_new(r->result, "run_id", json_string(r->run_id));
     json_object_set_new(r->result, "node", json_string(h->id->id_hex));
+    json_t *timing = json_object_get(r->result, "timing");
+    if (timing)
+        json_object_set_new(timing, "target_ms",
+                            json_real((double)(nx_clock_mono_us() - r->received_us) / 1000.0));
     remember_done(h, r->run_id, r->result);
     reply_status(h, r->origin, r->origin_rid, json_incref(r->result));
     in_free(r);
@@ -841,6 +846,7 @@ static void on_run(struct agent_host *h, const uint8_t from[NODE_PK_BYTES], cons
         json_dumps(json_object_get(j, "input") ?: json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
     r->result = json_object();
     r->fetch_error[0] = '\0';
+    r->received_us = nx_clock_mono_us();
     ev_timer_init(&r->timer, NULL, 0., 0.);
     r->timer.data = r;
     h->runs_admitted++;
@@ -1100,6 +1106,10 @@ static void run_done(struct agent_host *h, struct agent_task *t)
     memset(&r->grant, 0, sizeof r->grant);
     json_object_set_new(r->result, "usage", sbx_usage_to_json(&t->usage));
     json_object_set_new(r->result, "warm", json_boolean(t->warm));
+    json_object_set_new(r->result, "timing",
+                        json_pack("{s:f,s:f}", "queue_ms",
+                                  (double)(t->started_us - t->submitted_us) / 1000.0, "exec_ms",
+                                  (double)(t->finished_us - t->started_us) / 1000.0));
     if (t->rc != 0) {
         json_object_set_new(r->result, "error", json_string(t->err));
     } else if (t->agent_error) {

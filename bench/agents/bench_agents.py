@@ -3,7 +3,9 @@
 
 1. Latency of one remote run, p50/p99, from submission (POST /v1/runs to n0) to
    the reply, the run pinned to n1 by a label constraint, one run at a time
-   over a keep-alive connection. Goal: p50 under 10 ms.
+   over a keep-alive connection, split into the sandboxed run on n1 (the
+   answer's timing.exec_ms) and the rest; and the same run placed on n0
+   itself, to show what the mesh hop costs. Goal: p50 under 10 ms.
 2. End-to-end stateless runs per second with CONCURRENCY clients spread over
    the three nodes' APIs, placement free (runs land anywhere), next to local
    sandboxed runs per second of the same bundle in the same run
@@ -30,6 +32,9 @@ from harness import NEXUS, Cluster, raft_leader, run, wait_for  # noqa: E402
 SECONDS = float(os.environ.get('NX_BENCH_SECONDS', '4'))
 LAT_RUNS = int(os.environ.get('NX_BENCH_LATENCY_RUNS', '200'))
 CONCURRENCY = int(os.environ.get('NX_BENCH_CONCURRENCY', '8'))
+# one run at a time, this far apart: the latency of one run, not of a queue behind
+# the previous run's clean-up and warm-pool refill (measured too, back to back)
+GAP_S = float(os.environ.get('NX_BENCH_GAP_MS', '30')) / 1000.0
 LOCAL = os.path.join(os.path.dirname(os.path.abspath(NEXUS)), 'bench', 'bench_agent_local')
 SIZES = ('--cpu-millicores', '64000', '--mem-mb', '65536')
 
@@ -67,10 +72,10 @@ class Client:
         return resp.status, data
 
 
-def latency(n0):
+def latency(n0, zone, gap_s=GAP_S):
     c = Client(n0)
-    body = json.dumps({'agent': 'bench-echo', 'input': 'x', 'constraints': ['zone=b']})
-    lats, warm, nodes = [], 0, set()
+    body = json.dumps({'agent': 'bench-echo', 'input': 'x', 'constraints': ['zone=' + zone]})
+    lats, warm, nodes, execs, queues = [], 0, set(), [], []
     for i in range(20 + LAT_RUNS):
         t0 = time.perf_counter()
         status, data = c.run(body)
@@ -78,11 +83,14 @@ def latency(n0):
         if status != 200:
             raise SystemExit('run failed: %d %s' % (status, data[:200]))
         r = json.loads(data)
+        time.sleep(gap_s)
         if i >= 20:
             lats.append(dt)
+            execs.append(r['timing']['exec_ms'] / 1e3)
+            queues.append(r['timing']['queue_ms'] / 1e3)
             warm += bool(r.get('warm'))
             nodes.add(r['node'])
-    return lats, warm, nodes
+    return lats, warm, nodes, execs, queues
 
 
 def throughput(nodes):
@@ -156,15 +164,32 @@ def main():
         wait_for(lambda: all(nd.request('GET', '/v1/agents/bench-echo')[0] == 200
                              for nd in nodes), timeout=10, what='registry')
 
-        lats, warm, where = latency(nodes[0])
+        lats, warm, where, execs, queues = latency(nodes[0], 'b')
+        self_lats, _, _, self_execs, self_queues = latency(nodes[0], 'a')
+        b2b, _, _, _, _ = latency(nodes[0], 'b', 0.0)
         rate, errors, spread = throughput(nodes)
         cold = local(bundle, 0)
         pooled = local(bundle, 2)
 
-        print('%-58s %10s %10s' % ('one remote run (n0 -> n1), sequential', 'p50_ms', 'p99_ms'))
+        print('%-58s %10s %10s' % ('one remote run (n0 -> n1), %.0f ms apart' % (GAP_S * 1e3),
+                                   'p50_ms', 'p99_ms'))
         print('%-58s %10.2f %10.2f' % ('submission to reply (%d runs, %d warm)'
                                        % (len(lats), warm), pct(lats, 50) * 1e3,
                                        pct(lats, 99) * 1e3))
+        print('%-58s %10.2f %10.2f' % ('  of which the sandboxed run on n1 (take, call, wait)',
+                                       pct(execs, 50) * 1e3, pct(execs, 99) * 1e3))
+        print('%-58s %10.2f %10.2f' % ('  waiting for a helper thread on n1', pct(queues, 50) * 1e3,
+                                       pct(queues, 99) * 1e3))
+        over = [a - b - q for a, b, q in zip(lats, execs, queues)]
+        print('%-58s %10.2f %10.2f' % ('  the rest: HTTP, placement, 2 mesh hops, loop',
+                                       pct(over, 50) * 1e3, pct(over, 99) * 1e3))
+        print('%-58s %10.2f %10.2f' % ('remote runs back to back (no gap)', pct(b2b, 50) * 1e3,
+                                       pct(b2b, 99) * 1e3))
+        print('%-58s %10.2f %10.2f' % ('the same run placed on n0 itself (no mesh hop)',
+                                       pct(self_lats, 50) * 1e3, pct(self_lats, 99) * 1e3))
+        over = [a - b - q for a, b, q in zip(self_lats, self_execs, self_queues)]
+        print('%-58s %10.2f %10.2f' % ('  the rest: HTTP, placement, loop',
+                                       pct(over, 50) * 1e3, pct(over, 99) * 1e3))
         print()
         print('%-58s %10s' % ('stateless runs, %d concurrent, %.0f s' % (CONCURRENCY, SECONDS),
                               'runs/s'))
@@ -177,7 +202,10 @@ def main():
         print('runs per node: %s; errors: %d' % (
             ', '.join('%s=%d' % (n[:8], k) for n, k in sorted(spread.items())), len(errors)))
         goal = pct(lats, 50) * 1e3 < 10
-        print('goal p50 < 10 ms: %s' % ('met' if goal else 'NOT met'))
+        with open('/proc/loadavg') as f:
+            load = f.read().split()[0]
+        print('goal p50 < 10 ms: %s (load average %s on %d CPUs)' % (
+            'met' if goal else 'NOT met', load, os.cpu_count()))
     finally:
         c.close()
         subprocess.call(['rm', '-rf', tmp])
