@@ -88,6 +88,9 @@ struct inbound {
     ev_timer timer;
     json_t *result;       /* the answer being built (owned) */
     uint64_t received_us; /* RUN arrived (CLOCK_MONOTONIC) */
+    uint8_t *charge_cmd;  /* owned: the signed charge, resent as is while Raft says 503 */
+    size_t charge_len;
+    unsigned charge_attempts;
 };
 
 struct done_entry {
@@ -684,9 +687,11 @@ static void in_free(struct inbound *r)
     memset(&r->grant, 0, sizeof r->grant);
     free(r->input_json);
     free(r->buf);
+    free(r->charge_cmd);
     json_decref(r->result);
     r->input_json = NULL;
     r->buf = NULL;
+    r->charge_cmd = NULL;
     r->result = NULL;
     r->state = IN_FREE;
 }
@@ -1074,14 +1079,25 @@ static int charge_command(struct agent_host *h, const struct inbound *r, uint64_
 
 static void charge_done(void *arg, unsigned status, json_t *answer);
 
+static void charge_submit(struct inbound *r)
+{
+    r->charge_attempts++;
+    raft_host_submit_ledger(r->h->raft, r->charge_cmd, r->charge_len, charge_done, r);
+}
+
+static void on_charge_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    charge_submit(w->data);
+}
+
 /* Proposes the charge; the answer comes to charge_done (maybe before this returns). */
 static void start_charge(struct inbound *r, const struct sbx_usage *u)
 {
     struct agent_host *h = r->h;
     uint64_t amount = price_of(u);
-    uint8_t *cmd = NULL;
-    size_t len = 0;
-    int rc = charge_command(h, r, amount, &cmd, &len);
+    int rc = charge_command(h, r, amount, &r->charge_cmd, &r->charge_len);
     if (rc != NX_OK) {
         h->charges_failed++;
         json_object_set_new(r->result, "charge_error",
@@ -1093,8 +1109,8 @@ static void start_charge(struct inbound *r, const struct sbx_usage *u)
                         json_pack("{s:s,s:s,s:I}", "account", r->account, "payee", r->tenant,
                                   "amount", (json_int_t)amount));
     r->state = IN_CHARGING;
-    raft_host_submit_ledger(h->raft, cmd, len, charge_done, r);
-    free(cmd);
+    r->charge_attempts = 0;
+    charge_submit(r);
 }
 
 static void run_done(struct agent_host *h, struct agent_task *t)
@@ -1135,6 +1151,15 @@ static void charge_done(void *arg, unsigned status, json_t *answer)
 {
     struct inbound *r = arg;
     struct agent_host *h = r->h;
+    if (status == 503 && r->charge_attempts < AGENT_HOST_CHARGE_ATTEMPTS) {
+        /* no leader yet, or this node not yet in Raft (it joined a moment ago), or
+         * the outcome is unknown: the same bytes again are safe (idempotent) */
+        ev_timer_stop(h->loop, &r->timer);
+        ev_timer_init(&r->timer, on_charge_retry, AGENT_HOST_CHARGE_RETRY_MS / 1000.0, 0.);
+        r->timer.data = r;
+        ev_timer_start(h->loop, &r->timer);
+        return;
+    }
     json_t *charge = json_object_get(r->result, "charge");
     int code = (int)json_integer_value(json_object_get(answer, "reason_code"));
     if (status == 200) {

@@ -67,6 +67,8 @@
 #define AGENT_HOST_POOL_DEFAULT 2           /* warm sandboxes per stateless agent version */
 #define AGENT_HOST_RESOURCES_MAX_AGE_MS 500 /* admission re-reads resources this often */
 #define AGENT_HOST_RUN_ID_MAX 64            /* a ledger name: [a-z0-9._-]{1,64} */
+#define AGENT_HOST_CHARGE_ATTEMPTS 50       /* a charge Raft answers 503 is resent ... */
+#define AGENT_HOST_CHARGE_RETRY_MS 200      /* ... this often (10 s in all) */
 
 struct agent_host;
 

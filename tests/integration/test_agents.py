@@ -65,6 +65,10 @@ class AgentsMeshTest(unittest.TestCase):
                              for nd in nodes), timeout=20, what='genesis everywhere')
         wait_for(lambda: all(len(nd.request('GET', '/v1/members')[1]['members']) == 3
                              for nd in nodes), timeout=20, what='gossip sees 3 members')
+        # only members the registry admitted may charge runs (the leader admits the
+        # static-bootstrap voters after genesis)
+        wait_for(lambda: all(nd.request('GET', '/v1/status')[1]['raft']['registry']['members']
+                             == 3 for nd in nodes), timeout=20, what='3 admitted members')
         cls.op_key = cls.operator_key()
         cls.published = set()
 
@@ -261,6 +265,7 @@ class AgentsMeshTest(unittest.TestCase):
         args = ('metered', '--account', 'alice', '--run-id', 'retry-me-1')
         code, first = self.run_json(self.n1, *args, '--constraint', 'zone=b')
         self.assertEqual(code, 0, first)
+        self.assertIn('charge', first, first)
         charge = first['charge']
         self.assertGreaterEqual(charge['amount'], 1)
         self.assertFalse(charge.get('duplicate'))
@@ -308,6 +313,7 @@ class JoinedNodeAgentsTest(unittest.TestCase):
         wait_for(lambda: len(a.request('GET', '/v1/members')[1]['members']) == 2 and
                  len(b.request('GET', '/v1/members')[1]['members']) == 2, timeout=30,
                  what='gossip sees both')
+        # no wait for b to catch up with Raft: its charge is resent until it can go
         bundle = make_bundle(tmp, 'joined-echo', greeting='from the joined node')
         out = run('agent', 'publish', bundle, '--api', a.api, '--data-dir', a.data_dir,
                   '--operator-key', op)
