@@ -818,9 +818,15 @@ static void on_run(struct agent_host *h, const uint8_t from[NODE_PK_BYTES], cons
         refuse(h, from, rid, "cannot read this node's resources");
         goto out;
     }
-    if (place_admit(&needs, h->id->pk, &avail, h->labels, h->n_labels, &why) != NX_OK) {
+    int arc = place_admit(&needs, h->id->pk, &avail, h->labels, h->n_labels, &why);
+    if (arc == NX_ERR_LIMIT) {
         place_verdict_format(&why, &needs, NULL, text, sizeof text);
         refuse(h, from, rid, text);
+        goto out;
+    }
+    if (arc != NX_OK) {
+        h->msgs_bad++;
+        refuse(h, from, rid, "the run's needs are beyond the limits");
         goto out;
     }
     struct inbound *r = NULL;
