@@ -56,6 +56,7 @@ struct outbound {
     char run_id[AGENT_HOST_RUN_ID_MAX + 1];
     json_t *request; /* the RUN body's JSON (owned) */
     struct place_needs needs;
+    uint64_t sent_ms; /* RUN sent to the current candidate (CLOCK_MONOTONIC) */
     uint64_t timeout_ms;
     uint8_t picks[AGENT_HOST_CANDIDATES][NODE_PK_BYTES];
     char addrs[AGENT_HOST_CANDIDATES][GOSSIP_ADDR_MAX + 1];
@@ -375,6 +376,7 @@ static void out_try_next(struct outbound *o)
     while (o->next < o->n_picks) {
         uint32_t i = o->next++;
         ev_timer_stop(h->loop, &o->timer);
+        o->sent_ms = nx_clock_mono_ms();
         if (send_json(h, o->picks[i], o->addrs[i], AGENT_MSG_RUN, out_rid(o, h), o->request) ==
             NX_OK) {
             o->state = OUT_TRYING;
@@ -468,15 +470,19 @@ static struct outbound *out_alloc(struct agent_host *h)
 }
 
 /*
- * Our own runs in flight, charged to the view (place_charge): gossip shows a
- * member's load seconds later, so without this a burst from this node would
- * all go to the member that was best before the first of them.
+ * Our own recent runs in flight, charged to the view (place_charge): a member
+ * advertises what its runs hold (gossip_host_set_reserved) only at its next
+ * refresh and gossip round, so without this a burst from this node would all
+ * go to the member that was best before the first of them. After
+ * AGENT_HOST_VIEW_GRACE_MS gossip has caught up, and charging again would
+ * count the run twice.
  */
 static void charge_in_flight(struct agent_host *h, struct gossip_member_info *members, size_t n)
 {
+    uint64_t now = nx_clock_mono_ms();
     for (size_t i = 0; i < AGENT_HOST_MAX_OUTBOUND; i++) {
         const struct outbound *o = &h->out[i];
-        if (o->state == OUT_FREE || o->next == 0)
+        if (o->state == OUT_FREE || o->next == 0 || now - o->sent_ms > AGENT_HOST_VIEW_GRACE_MS)
             continue;
         for (size_t k = 0; k < n; k++)
             if (memcmp(members[k].id, o->picks[o->next - 1], NODE_PK_BYTES) == 0) {
@@ -681,10 +687,13 @@ static void in_free(struct inbound *r)
 {
     struct agent_host *h = r->h;
     ev_timer_stop(h->loop, &r->timer);
+    bool gpus = r->grant.gpu_mask != 0;
     if (r->grant.cpu_millicores || r->grant.mem_bytes || r->grant.gpu_mask)
         if (node_resources_release(&h->reserved, &r->grant) != NX_OK)
             NX_ERROR("agent_release_failed", "run_id=%s", r->run_id);
     memset(&r->grant, 0, sizeof r->grant);
+    if (gpus && h->gossip)
+        gossip_host_refresh(h->gossip);
     free(r->input_json);
     free(r->buf);
     free(r->charge_cmd);
@@ -847,6 +856,8 @@ static void on_run(struct agent_host *h, const uint8_t from[NODE_PK_BYTES], cons
     r->gen++;
     r->h = h;
     r->grant = grant;
+    if (grant.gpu_mask) /* GPUs are few: the mesh should know at once they are taken */
+        gossip_host_refresh(h->gossip);
     memcpy(r->origin, from, NODE_PK_BYTES);
     r->origin_rid = rid;
     snprintf(r->run_id, sizeof r->run_id, "%s", run_id);
@@ -1123,9 +1134,12 @@ static void run_done(struct agent_host *h, struct agent_task *t)
 {
     struct inbound *r = t->owner;
     /* the resources go back as soon as the sandbox is gone */
+    bool gpus = r->grant.gpu_mask != 0;
     if (node_resources_release(&h->reserved, &r->grant) != NX_OK)
         NX_ERROR("agent_release_failed", "run_id=%s", r->run_id);
     memset(&r->grant, 0, sizeof r->grant);
+    if (gpus)
+        gossip_host_refresh(h->gossip);
     json_object_set_new(r->result, "usage", sbx_usage_to_json(&t->usage));
     json_object_set_new(r->result, "warm", json_boolean(t->warm));
     json_object_set_new(r->result, "timing",
@@ -1379,6 +1393,7 @@ int agent_host_start(struct agent_host **out, struct ev_loop *loop, struct mesh 
     h->cfg = *cfg;
     labels_parse(h, cfg->labels);
     node_reserved_init(&h->reserved);
+    gossip_host_set_reserved(gossip, &h->reserved);
     nx_rng_seed(&h->rng, randombytes_random() | (uint64_t)randombytes_random() << 32);
     int rc = (h->chunk = malloc(FETCH_REPLY_HEADER_BYTES + AGENT_HOST_CHUNK_BYTES)) ? NX_OK
                                                                                     : NX_ERR_NOMEM;
@@ -1412,6 +1427,7 @@ void agent_host_stop(struct agent_host *h)
     if (h == NULL)
         return;
     agent_exec_stop(h->exec); /* no task comes back after this */
+    gossip_host_set_reserved(h->gossip, NULL);
     for (size_t i = 0; i < AGENT_HOST_MAX_OUTBOUND; i++)
         if (h->out[i].state != OUT_FREE) {
             ev_timer_stop(h->loop, &h->out[i].timer);

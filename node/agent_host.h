@@ -69,6 +69,8 @@
 #define AGENT_HOST_RUN_ID_MAX 64            /* a ledger name: [a-z0-9._-]{1,64} */
 #define AGENT_HOST_CHARGE_ATTEMPTS 50       /* a charge Raft answers 503 is resent ... */
 #define AGENT_HOST_CHARGE_RETRY_MS 200      /* ... this often (10 s in all) */
+/* a run sent this recently counts against its member in our view (gossip lags) */
+#define AGENT_HOST_VIEW_GRACE_MS (GOSSIP_HOST_REFRESH_MS + 1000)
 
 struct agent_host;
 

@@ -37,6 +37,7 @@ struct gossip_host {
     int gpus;
     uint32_t cpu_override_millicores;
     uint64_t mem_override_bytes;
+    const struct node_reserved *reserved; /* borrowed: what admitted runs hold, or NULL */
     uint64_t gpu_mem_bytes;
     ev_timer tick;
     ev_timer refresh;
@@ -131,14 +132,19 @@ static int detect(const struct gossip_host *h, struct node_resources *r)
                                     .gpu_mem_bytes = h->gpu_mem_bytes,
                                     .cpu_override_millicores = h->cpu_override_millicores,
                                     .mem_override_bytes = h->mem_override_bytes};
-    return node_resources_detect_opts(r, &opts);
+    int rc = node_resources_detect_opts(r, &opts);
+    if (rc == NX_OK && h->reserved)
+        node_resources_subtract(r, h->reserved); /* advertise what is really left */
+    return rc;
 }
 
-static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
+void gossip_host_set_reserved(struct gossip_host *h, const struct node_reserved *rv)
 {
-    (void)loop;
-    (void)revents;
-    struct gossip_host *h = w->data;
+    h->reserved = rv;
+}
+
+void gossip_host_refresh(struct gossip_host *h)
+{
     struct node_resources r;
     if (detect(h, &r) != NX_OK)
         return;
@@ -150,6 +156,13 @@ static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
         h->meta = next;
         drain(h);
     }
+}
+
+static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    gossip_host_refresh(w->data);
 }
 
 static int parse_labels(struct gossip_meta *m, const char *labels, char *err, size_t cap)

@@ -26,8 +26,9 @@ def cli(node, *args, timeout=60):
     return run(*args, '--api', node.api, '--data-dir', node.data_dir, timeout=timeout)
 
 
-def make_bundle(root, name, version='1.0.0', resources=None, caps=None, greeting='hello'):
-    """A stateless sh agent answering {"greeting": ..., "input": <its input>}."""
+def make_bundle(root, name, version='1.0.0', resources=None, caps=None, greeting='hello',
+                sleep_s=0):
+    """A stateless sh agent answering {"greeting": ...} (after sleep_s seconds)."""
     d = os.path.join(root, '%s-%s' % (name, version))
     os.makedirs(d)
     manifest = {'name': name, 'version': version, 'kind': 'stateless',
@@ -42,7 +43,9 @@ def make_bundle(root, name, version='1.0.0', resources=None, caps=None, greeting
     with open(os.path.join(d, 'agent.sh'), 'w') as f:
         f.write('#!/bin/sh\nread -r line || exit 1\n'
                 'id=$(printf "%%s" "$line" | sed -n \'s/.*"id":\\([0-9][0-9]*\\).*/\\1/p\')\n'
-                'printf \'{"id":%%s,"output":{"greeting":"%s"}}\\n\' "${id:-0}"\n' % greeting)
+                '%s'
+                'printf \'{"id":%%s,"output":{"greeting":"%s"}}\\n\' "${id:-0}"\n'
+                % ('sleep %d\n' % sleep_s if sleep_s else '', greeting))
     return d
 
 
@@ -190,6 +193,47 @@ class AgentsMeshTest(unittest.TestCase):
         plan = json.loads(self.ok(cli(self.n2, 'agent', 'plan', 'gpu-agent', '--json')))
         fits = {m['node']: m['fits'] for m in plan['members']}
         self.assertEqual(fits, {self.n0.id: True, self.n1.id: False, self.n2.id: False})
+
+    def test_gpus_held_by_runs_are_advertised_and_refused_until_released(self):
+        b = make_bundle(self.tmp, 'slow-gpu', greeting='slow', sleep_s=3,
+                        resources={'cpu_millicores': 100, 'memory_mb': 16, 'gpus': 1})
+        self.publish(self.n0, b)
+        self.wait_registry(self.n1, 'slow-gpu')
+        self.wait_registry(self.n2, 'slow-gpu')
+        results = {}
+
+        def go(node, key):
+            results[key] = self.run_json(node, 'slow-gpu')
+
+        import threading
+        runs = [threading.Thread(target=go, args=(nd, nd.name)) for nd in (self.n1, self.n2)]
+        for t in runs:
+            t.start()
+
+        def gpus_free(node):
+            for m in node.request('GET', '/v1/members')[1]['members']:
+                if m['id'] == self.n0.id:
+                    return m['resources']['gpu_count']
+        # both GPUs held: n0 advertises none free, and the mesh hears it
+        wait_for(lambda: gpus_free(self.n2) == 0, timeout=3, what='n0 advertising 0 GPUs free')
+        code, r = self.run_json(self.n1, 'slow-gpu')
+        self.assertNotEqual(code, 0, r)
+        # refused by n0 at admission, or not placed at all: either way it says why
+        why = json.dumps(r)
+        self.assertTrue('has 0 free' in why or 'no member has 1 GPUs free' in why, why)
+        for t in runs:
+            t.join()
+        for key in ('n1', 'n2'):
+            self.assertEqual(results[key][0], 0, results[key])
+            self.assertEqual(results[key][1]['node'], self.n0.id)
+        # released: advertised again, and a run fits again
+        wait_for(lambda: gpus_free(self.n1) == 2, timeout=5, what='n0 advertising 2 GPUs')
+        b2 = make_bundle(self.tmp, 'quick-gpu', greeting='quick',
+                         resources={'cpu_millicores': 100, 'memory_mb': 16, 'gpus': 1})
+        self.publish(self.n0, b2)
+        self.wait_registry(self.n1, 'quick-gpu')
+        code, r = self.run_json(self.n1, 'quick-gpu')
+        self.assertEqual((code, r['node']), (0, self.n0.id), r)
 
     def test_a_run_nothing_can_fit_gets_the_explanation(self):
         b = make_bundle(self.tmp, 'big-gpu',
