@@ -220,7 +220,7 @@ class AgentsMeshTest(unittest.TestCase):
         self.assertNotEqual(code, 0, r)
         # refused by n0 at admission, or not placed at all: either way it says why
         why = json.dumps(r)
-        self.assertTrue('has 0 free' in why or 'no member has 1 GPUs free' in why, why)
+        self.assertTrue('has 0 free' in why or 'no member has 1 GPU free' in why, why)
         for t in runs:
             t.join()
         for key in ('n1', 'n2'):
