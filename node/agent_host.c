@@ -550,6 +550,11 @@ enum api_result agent_host_api_run(void *ctx, struct api_request *req)
                         "NAME, \"run_id\"?: [a-z0-9._-]{1,64}, \"constraints\"?: [\"k=v\"]}");
         return API_DONE;
     }
+    if (input &&
+        json_dumpb(input, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) > AGENT_HOST_MAX_INPUT_BYTES) {
+        api_reply_error(req, 413, "input larger than %u bytes", AGENT_HOST_MAX_INPUT_BYTES);
+        return API_DONE;
+    }
     struct agent_version v;
     int rc = agent_registry_resolve(h->registry, spec, &v);
     if (rc != NX_OK) {
@@ -579,8 +584,7 @@ enum api_result agent_host_api_run(void *ctx, struct api_request *req)
     }
     rc = rank(h, &needs, o, why, sizeof why);
     if (rc != NX_OK) {
-        agent_version_clear(&v);
-        o->gen++; /* never used */
+        agent_version_clear(&v); /* the slot stays free */
         if (rc == NX_ERR_LIMIT)
             api_reply_json(req, 409,
                            json_pack("{s:s,s:s,s:o}", "error", why, "agent", spec, "needs",
