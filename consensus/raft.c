@@ -24,6 +24,9 @@
  *  I5 a leader counts replication only for entries of its own term (Figure 8).
  *  I6 at most one membership change is uncommitted, and none is proposed before
  *     the leader committed an entry of its term.
+ *  I7 a leader's own match is at most what the host persisted (stable): a
+ *     quorum is a quorum of durable copies even though the leader sends its
+ *     entries while they are still being written (thesis 10.2.1).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +149,9 @@ static void check_invariants(const struct raft *r)
     NX_ASSERT(r->applied <= r->commit && r->commit <= last && r->stable <= last);
     NX_ASSERT(r->role != RAFT_LEADER || r->leader == r->id);
     NX_ASSERT(r->n_prs == r->conf.n_voters + r->conf.n_learners);
+    for (uint32_t i = 0; i < r->n_prs; i++)
+        NX_ASSERT(r->role != RAFT_LEADER || r->prs[i].id != r->id ||
+                  r->prs[i].match <= r->stable); /* I7 */
 }
 #define CHECK_INVARIANTS(r) check_invariants(r)
 #else
@@ -301,6 +307,17 @@ static struct progress *progress_of(struct raft *r, uint64_t id)
     return NULL;
 }
 
+/*
+ * What this node's own copy counts towards a quorum: only entries the host
+ * has persisted (I7). A leader hands its new entries out for sending before
+ * they are synced (raft_ready's n_msgs_early), so its own log may be ahead of
+ * its disk; counting it would let one follower plus an unsynced leader commit.
+ */
+static uint64_t self_persisted(const struct raft *r)
+{
+    return r->stable < last_index(r) ? r->stable : last_index(r);
+}
+
 static void infl_reset(struct progress *p)
 {
     p->infl_start = 0;
@@ -399,7 +416,7 @@ static void set_conf(struct raft *r, const struct raft_conf *c, uint64_t index)
             p->id = id;
             pr_reset(r, p);
             if (id == r->id)
-                p->match = last_index(r);
+                p->match = self_persisted(r);
             fresh[i] = true;
         }
     }
@@ -419,19 +436,29 @@ static void set_conf(struct raft *r, const struct raft_conf *c, uint64_t index)
         r->transferee = 0;
 }
 
-/* Recomputes the configuration from the log (I4) after an append or truncation. */
+static bool conf_equal(const struct raft_conf *a, const struct raft_conf *b)
+{
+    return a->n_voters == b->n_voters && a->n_learners == b->n_learners &&
+           memcmp(a->voters, b->voters, a->n_voters * sizeof a->voters[0]) == 0 &&
+           memcmp(a->learners, b->learners, a->n_learners * sizeof a->learners[0]) == 0;
+}
+
+/*
+ * Recomputes the configuration from the log (I4) after an append or truncation.
+ * The index alone does not tell: a truncated CONF entry may be replaced by the
+ * new leader's different CONF entry at the same index, so compare contents.
+ */
 static void conf_refresh(struct raft *r)
 {
     for (uint64_t i = last_index(r); i > r->snap_index; i--) {
         const struct raft_entry *e = entry(r, i);
         if (e->type != RAFT_ENTRY_CONF)
             continue;
-        if (i != r->conf_index) {
-            struct raft_conf c;
-            int rc = raft_conf_decode(e->data, e->len, &c);
-            NX_ASSERT(rc == NX_OK); /* validated when decoded or loaded */
+        struct raft_conf c;
+        int rc = raft_conf_decode(e->data, e->len, &c);
+        NX_ASSERT(rc == NX_OK); /* validated when decoded or loaded */
+        if (i != r->conf_index || !conf_equal(&c, &r->conf))
             set_conf(r, &c, i);
-        }
         return;
     }
     if (r->conf_index != r->snap_index || memcmp(&r->conf, &r->snap.conf, sizeof r->conf) != 0)
@@ -543,7 +570,7 @@ static void reset(struct raft *r, uint64_t term)
     for (uint32_t i = 0; i < r->n_prs; i++) {
         pr_reset(r, &r->prs[i]);
         if (r->prs[i].id == r->id)
-            r->prs[i].match = last_index(r);
+            r->prs[i].match = self_persisted(r);
     }
 }
 
@@ -572,7 +599,7 @@ static void become_leader(struct raft *r)
     }
     struct progress *self = progress_of(r, r->id);
     if (self)
-        self->match = last_index(r);
+        self->match = self_persisted(r); /* the no-op counts once persisted (I7) */
     maybe_commit(r);
     bcast_append(r);
 }
@@ -741,6 +768,22 @@ static void bcast_append(struct raft *r)
             first = false;
     }
     r->bcast_pending = false;
+}
+
+/* Sends entries a follower lacks, to p first and then (after a commit) to the others. */
+static void send_pending_entries(struct raft *r, struct progress *first)
+{
+    if (r->role != RAFT_LEADER)
+        return;
+    while (send_append(r, first, false) && first->state == PR_REPLICATE) {
+    }
+    for (uint32_t i = 0; i < r->n_prs; i++) {
+        struct progress *p = &r->prs[i];
+        if (p == first || p->id == r->id)
+            continue;
+        while (send_append(r, p, false) && p->state == PR_REPLICATE) {
+        }
+    }
 }
 
 static void bcast_heartbeat(struct raft *r)
@@ -1058,12 +1101,14 @@ static void handle_append_resp(struct raft *r, const struct raft_msg *m)
             infl_free_to(r, p, m->index);
             break;
         }
-        if (maybe_commit(r)) {
-            bcast_append(r);
-        } else if (r->role == RAFT_LEADER) {
-            while (send_append(r, p, false) && p->state == PR_REPLICATE) {
-            }
-        }
+        /*
+         * A new commit index is not worth a message of its own: it rides on
+         * the next append or heartbeat (followers apply at most a heartbeat
+         * later when idle). An empty append per follower per commit, and its
+         * acknowledgement, doubled the messages per proposal.
+         */
+        if (maybe_commit(r) || r->role == RAFT_LEADER)
+            send_pending_entries(r, p);
         if (r->role == RAFT_LEADER && r->transferee == m->from && p->match == last_index(r))
             (void)msg_new(r, RAFT_MSG_TIMEOUT_NOW, m->from);
     }
@@ -1297,9 +1342,6 @@ static int leader_append(struct raft *r, uint8_t type, const void *data, size_t 
     int rc = log_append(r, r->term, type, data, len);
     if (rc != NX_OK)
         return rc;
-    struct progress *self = progress_of(r, r->id);
-    if (self)
-        self->match = last_index(r);
     if (index_out)
         *index_out = last_index(r);
     if (type == RAFT_ENTRY_CONF)
@@ -1450,6 +1492,23 @@ int raft_compact(struct raft *r, uint64_t index, const void *data, size_t len)
 
 /* ---- ready / advance ---------------------------------------------------- */
 
+/*
+ * After the host persisted a ready: the leader's own copy now counts up to
+ * stable (I7), which may commit (e.g. a single voter, or followers that were
+ * faster than the leader's disk); followers learn the new commit index with
+ * the next append or heartbeat.
+ */
+static void leader_persisted(struct raft *r)
+{
+    if (r->role != RAFT_LEADER)
+        return;
+    struct progress *self = progress_of(r, r->id);
+    if (self == NULL || self->match >= self_persisted(r))
+        return;
+    self->match = self_persisted(r);
+    (void)maybe_commit(r); /* followers learn it with the next append or heartbeat */
+}
+
 static struct raft_hard_state hard_state(const struct raft *r)
 {
     return (struct raft_hard_state){r->term, r->vote, r->commit};
@@ -1475,6 +1534,36 @@ bool raft_has_ready(const struct raft *r)
            ss.leader != r->prev_ss.leader || ss.role != r->prev_ss.role;
 }
 
+/*
+ * May this message leave before the ready's write is synced? Only a leader's
+ * appends and heartbeats, and only when its term and vote are already durable
+ * (prev_hs is what the host persisted): the entries they carry may still be
+ * in flight to the disk, which Raft allows for the leader (thesis 10.2.1,
+ * I7). Anything that acknowledges or votes waits for the sync.
+ */
+static bool msg_early(const struct raft *r, const struct raft_msg *m)
+{
+    return r->role == RAFT_LEADER && r->prev_hs.term == r->term && r->prev_hs.vote == r->vote &&
+           m->term == r->term && (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT);
+}
+
+/* Moves the early messages to the front of the outbox, keeping each group's order. */
+static size_t partition_early(struct raft *r)
+{
+    size_t n_early = 0;
+    for (size_t i = 0; i < r->n_msgs; i++) {
+        if (!msg_early(r, &r->msgs[i]))
+            continue;
+        if (i != n_early) {
+            struct raft_msg m = r->msgs[i];
+            memmove(&r->msgs[n_early + 1], &r->msgs[n_early], (i - n_early) * sizeof m);
+            r->msgs[n_early] = m;
+        }
+        n_early++;
+    }
+    return n_early;
+}
+
 void raft_ready(struct raft *r, struct raft_ready *rd)
 {
     NX_ASSERT(!r->in_ready);
@@ -1493,6 +1582,7 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
         rd->entries = entry(r, r->stable + 1);
         rd->n_entries = (size_t)(last - r->stable);
     }
+    rd->n_msgs_early = partition_early(r);
     rd->msgs = r->msgs;
     rd->n_msgs = r->n_msgs;
     uint64_t base = apply_base(r), to = r->commit;
@@ -1534,6 +1624,7 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
     r->n_ready_reads = 0;
     r->n_events = 0;
     r->events_lost = 0;
+    leader_persisted(r);
     CHECK_INVARIANTS(r);
 }
 

@@ -16,17 +16,26 @@
  *     while (raft_has_ready(r)) {
  *         struct raft_ready rd;
  *         raft_ready(r, &rd);
+ *         // 0. optionally send rd.msgs[0 .. rd.n_msgs_early) now (see below);
  *         // 1. ONE synced write: if rd.snapshot, replace the stored snapshot and
  *         //    delete every stored log entry; then delete stored entries with
  *         //    index >= rd.entries[0].index and write rd.entries; then write
  *         //    rd.hard_state if rd.has_hard_state.
- *         // 2. send rd.msgs (they may be dropped, duplicated or reordered);
+ *         // 2. send the rest of rd.msgs (all of them if step 0 sent none);
+ *         //    they may be dropped, duplicated or reordered;
  *         // 3. install rd.snapshot into the state machine if set, then apply
  *         //    rd.committed in order (an empty NORMAL entry is a leader's no-op;
  *         //    CONF entries are already in force); serve rd.reads once
  *         //    applied >= index; log rd.events;
  *         // 4. raft_advance(r, &rd).
  *     }
+ *
+ * The first rd.n_msgs_early messages are a leader's appends and heartbeats
+ * of a term already durable: they may leave before or while the write of
+ * step 1 runs, so the followers' disks work in parallel with the leader's
+ * (Raft thesis 10.2.1). The core counts the leader's own entries towards a
+ * quorum only after raft_advance (the write is done). Every other message
+ * (votes, acknowledgements) waits for the synced write.
  *
  * Between raft_ready() and raft_advance() the host calls no other raft_
  * function on that node. Pointers in a raft_ready are borrowed from the core
@@ -319,8 +328,9 @@ struct raft_ready {
     const struct raft_snapshot *snapshot; /* to persist and install, or NULL */
     const struct raft_entry *entries;     /* to persist (overwrite from entries[0].index) */
     size_t n_entries;
-    const struct raft_msg *msgs; /* to send after the write is synced */
+    const struct raft_msg *msgs; /* to send after the write is synced, but: */
     size_t n_msgs;
+    size_t n_msgs_early;                /* msgs[0 .. n_msgs_early) may be sent before the write */
     const struct raft_entry *committed; /* to apply, in order */
     size_t n_committed;
     const struct raft_read_state *reads;

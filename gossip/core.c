@@ -55,13 +55,16 @@ struct member {
     uint64_t incarnation;
     uint64_t change_ms;
     uint64_t suspect_start_ms;
-    uint8_t *meta; /* owned; encoded metadata */
+    uint64_t proven_inc; /* highest incarnation an ack of it carried */
+    uint8_t *meta;       /* owned; encoded metadata */
     uint16_t meta_len;
-    uint8_t state;  /* enum gossip_state */
-    uint8_t n_tags; /* distinct suspecters seen (first + confirmations) */
-    uint8_t tx;     /* broadcast transmissions so far */
-    bool queued;    /* in bq[] */
-    uint32_t from;  /* member index of the suspecter, for SUSPECT broadcasts */
+    uint8_t state;     /* enum gossip_state */
+    uint8_t n_tags;    /* distinct suspecters seen (first + confirmations) */
+    uint8_t tx;        /* broadcast transmissions so far */
+    bool queued;       /* in bq[] */
+    bool called;       /* sent its last-call ping (see last_calls) */
+    uint32_t from;     /* member index of the suspecter, for SUSPECT broadcasts */
+    uint32_t call_seq; /* seq of the last-call ping, to know its ack */
     uint32_t tags[GOSSIP_INDIRECT_K_MAX + 1]; /* id prefixes of suspecters */
 };
 
@@ -71,17 +74,21 @@ struct relay {
     char origin_addr[GOSSIP_ADDR_MAX + 1]; /* from the ping-req; may be "" */
     uint32_t origin_seq;
     uint32_t seq;
-    uint64_t deadline_ms;
+    bool nacked;
+    uint64_t nack_ms;   /* no ack by then: nack (Lifeguard) */
+    uint64_t expire_ms; /* a later ack is still forwarded until then */
 };
 
 struct probe {
     bool active;
     bool acked;
     bool indirect_sent;
+    bool deferred; /* the verdict was put off once for our own poor health */
     uint32_t target;
     uint32_t seq;
     uint32_t expected_nacks;
     uint32_t nacks;
+    uint64_t start_ms;
     uint64_t direct_deadline_ms;
 };
 
@@ -539,26 +546,37 @@ static void sort_queue(struct gossip_core *c)
     memcpy(c->bq, c->bq_tmp, c->bq_n * sizeof *c->bq);
 }
 
+/* Puts member idx's suspicion first in w when we hold it suspect; true if carried. */
+static bool carry_suspicion(struct gossip_core *c, struct gw_writer *w, uint32_t idx,
+                            size_t *budget, uint32_t *sent)
+{
+    if (idx >= c->n || c->m[idx].state != GOSSIP_SUSPECT)
+        return false;
+    size_t sz = member_wire_size(c, idx);
+    if (sz > *budget || sz > w->cap - w->len)
+        return false;
+    put_member(c, w, idx, c->m[idx].from);
+    *budget -= sz;
+    (*sent)++;
+    return true;
+}
+
 /*
  * Appends the update count and as many queued updates as fit in the budget,
  * fewest transmissions first; drops those sent retransmit_limit times.
- * When the recipient `to` is a member we suspect, the suspicion goes first
- * and always: the suspect learns of it at the first contact and can refute
- * at once, instead of waiting for the broadcast to reach it by chance.
+ * When the recipient `to`, or the member `about` whom we ask a relay, is a
+ * member we suspect, that suspicion goes first and always: the suspect
+ * learns of it at the first contact and can refute at once, and a relay that
+ * already knows the refutation corrects us in its answer.
  */
-static void put_piggyback(struct gossip_core *c, struct gw_writer *w, uint32_t to)
+static void put_piggyback(struct gossip_core *c, struct gw_writer *w, uint32_t to, uint32_t about)
 {
     size_t count_at = w->len;
     size_t budget = c->cfg.max_piggyback_bytes;
     uint32_t limit = retransmit_limit(c), sent = 0, keep = 0;
     gw_put_u16(w, 0);
-    bool carried = to < c->n && c->m[to].state == GOSSIP_SUSPECT &&
-                   member_wire_size(c, to) <= budget && member_wire_size(c, to) <= w->cap - w->len;
-    if (carried) {
-        put_member(c, w, to, c->m[to].from);
-        budget -= member_wire_size(c, to);
-        sent++;
-    }
+    bool carried = carry_suspicion(c, w, to, &budget, &sent);
+    bool carried_about = about != to && carry_suspicion(c, w, about, &budget, &sent);
     for (uint32_t i = 0; to != NO_INDEX && to == c->fix_to && i < c->n_fix; i++) {
         uint32_t idx = c->fix[i];
         size_t sz = member_wire_size(c, idx);
@@ -574,7 +592,7 @@ static void put_piggyback(struct gossip_core *c, struct gw_writer *w, uint32_t t
         uint32_t idx = c->bq[i];
         struct member *m = &c->m[idx];
         size_t sz = member_wire_size(c, idx);
-        if (carried && idx == to)
+        if ((carried && idx == to) || (carried_about && idx == about))
             sz = SIZE_MAX; /* already carried above */
         if (sz <= budget && sz <= w->cap - w->len && sent < UINT16_MAX) {
             put_member(c, w, idx, m->from);
@@ -624,7 +642,8 @@ static void send_small(struct gossip_core *c, uint32_t to_idx, const uint8_t *to
         member_addr(c, 0, self_addr);
         gw_put_addr(&w, self_addr);
     }
-    put_piggyback(c, &w, to_idx != NO_INDEX ? to_idx : find(c, to_id));
+    uint32_t about = type == GOSSIP_MSG_PING_REQ ? find(c, sm->target) : NO_INDEX;
+    put_piggyback(c, &w, to_idx != NO_INDEX ? to_idx : find(c, to_id), about);
     if (to_idx != NO_INDEX)
         send_to_member(c, to_idx, &w);
     else
@@ -800,7 +819,7 @@ static void on_suspect(struct gossip_core *c, uint64_t now, const uint8_t *id, u
     if (idx == NO_INDEX)
         return;
     struct member *m = &c->m[idx];
-    if (!is_live(m->state) || inc < m->incarnation)
+    if (!is_live(m->state) || inc < m->incarnation || inc < m->proven_inc)
         return;
     uint32_t from_idx = find(c, from);
     if (from_idx == NO_INDEX)
@@ -819,6 +838,7 @@ static void on_suspect(struct gossip_core *c, uint64_t now, const uint8_t *id, u
         c->ctr.suspicions_raised++;
     else
         c->ctr.suspicions_learned++;
+    m->called = false;
     probe_next(c, idx);
     emit(c, now, GOSSIP_EV_SUSPECT, idx);
     enqueue(c, idx, from_idx);
@@ -831,7 +851,7 @@ static void on_dead_or_left(struct gossip_core *c, uint64_t now, const uint8_t *
     if (idx == NO_INDEX)
         return;
     struct member *m = &c->m[idx];
-    if (inc < m->incarnation || m->state == GOSSIP_LEFT || m->state == state)
+    if (inc < m->incarnation || inc < m->proven_inc || m->state == GOSSIP_LEFT || m->state == state)
         return;
     m->incarnation = inc;
     set_state(c, now, idx, state);
@@ -910,6 +930,36 @@ static void expire_suspicions(struct gossip_core *c, uint64_t now)
     }
 }
 
+/*
+ * Last call: two of our periods before a suspicion ends here, the suspect
+ * gets one more ping of its own, outside the probe schedule (no relays, no
+ * health change, nobody's probe delayed). The ping carries the suspicion
+ * first; the suspect's ack carries the refutation back (or proves a newer
+ * incarnation), so we do not declare dead a member whose refutation we
+ * merely missed while others spread it. The "probe the suspect next" rule
+ * does not ensure this: when many suspicions arrive at once, each pushes the
+ * one before back in the round.
+ */
+static uint64_t last_call_ms(const struct gossip_core *c, const struct member *m)
+{
+    uint64_t lead = 2ull * c->cfg.probe_interval_ms * scale(c);
+    uint64_t deadline = suspect_deadline(c, m);
+    return deadline > lead ? deadline - lead : 0;
+}
+
+static void last_calls(struct gossip_core *c, uint64_t now)
+{
+    for (uint32_t i = 1; i < c->n && c->n_suspect > 0; i++) {
+        struct member *m = &c->m[i];
+        if (m->state != GOSSIP_SUSPECT || m->called || now < last_call_ms(c, m))
+            continue;
+        m->called = true;
+        m->call_seq = ++c->seq;
+        struct small sm = {.type = GOSSIP_MSG_PING, .seq = m->call_seq, .target = m->id};
+        send_small(c, i, NULL, NULL, &sm);
+    }
+}
+
 /* ---- probing ---------------------------------------------------------------- */
 
 static void adjust_health(struct gossip_core *c, int delta)
@@ -964,27 +1014,56 @@ static uint32_t pick_random_alive(struct gossip_core *c, uint32_t skip, uint32_t
     return seen < want ? seen : want;
 }
 
-static void finish_probe(struct gossip_core *c, uint64_t now)
+/*
+ * Lifeguard: nacks that should have come and did not mean that our own links
+ * or CPU are at fault, not the target. The health multiplier goes up by the
+ * number missing. When not one came back, our own slowness is the likeliest
+ * cause, and this probe was timed with the multiplier from before: the
+ * verdict waits one more period, so that a late ack (slow because of us) can
+ * still clear the target. A nack that did arrive shows that our receive path
+ * works (a partition may have swallowed the others): no waiting then. The
+ * wait is one base period, not one scaled by the new multiplier: in a
+ * partition every member's multiplier climbs, and scaled waits slowed the
+ * detection of the unreachable side. True when the verdict was put off.
+ */
+static bool defer_verdict(struct gossip_core *c, uint64_t now)
+{
+    struct probe *p = &c->probe;
+    uint32_t missing = p->expected_nacks > p->nacks ? p->expected_nacks - p->nacks : 0;
+    if (p->deferred)
+        return false;
+    if (p->expected_nacks == 0) {
+        adjust_health(c, 1); /* no nacks to judge by: any failure counts */
+        return false;
+    }
+    adjust_health(c, (int)missing);
+    if (p->nacks > 0)
+        return false;
+    p->deferred = true;
+    c->next_probe_ms = now + c->cfg.probe_interval_ms;
+    c->ctr.verdicts_deferred++;
+    return true;
+}
+
+/* Ends the probe in flight; false when its verdict was put off (see above). */
+static bool finish_probe(struct gossip_core *c, uint64_t now)
 {
     struct probe *p = &c->probe;
     if (!p->active || p->acked) {
         p->active = false;
-        return;
+        return true;
     }
+    if (defer_verdict(c, now))
+        return false;
     p->active = false;
     c->ctr.probes_failed++;
     emit(c, now, GOSSIP_TRACE_PROBE_FAIL, p->target);
-    /* Lifeguard: missing nacks mean our own links or CPU are at fault. */
-    if (p->expected_nacks > 0)
-        adjust_health(c, (int)(p->expected_nacks -
-                               (p->nacks < p->expected_nacks ? p->nacks : p->expected_nacks)));
-    else
-        adjust_health(c, 1);
     struct member *m = &c->m[p->target];
     if (!is_live(m->state))
-        return;
+        return true;
     /* our next probe goes to the suspect again, carrying the suspicion */
     on_suspect(c, now, m->id, m->incarnation, c->m[0].id);
+    return true;
 }
 
 static void start_probe(struct gossip_core *c, uint64_t now)
@@ -998,6 +1077,7 @@ static void start_probe(struct gossip_core *c, uint64_t now)
     p->active = true;
     p->target = target;
     p->seq = ++c->seq;
+    p->start_ms = now;
     p->direct_deadline_ms = now + (uint64_t)c->cfg.probe_timeout_ms * scale(c);
     c->ctr.probes++;
     emit(c, now, GOSSIP_TRACE_PROBE, target);
@@ -1051,8 +1131,16 @@ static void on_ping_req(struct gossip_core *c, uint64_t now, const uint8_t *from
     r->origin_addr[msg->reply_addr_len] = '\0';
     r->origin_seq = msg->seq;
     r->seq = ++c->seq;
-    /* answer (ack or nack) well inside the origin's indirect window */
-    r->deadline_ms = now + (uint64_t)c->cfg.probe_timeout_ms * 4 / 5;
+    /*
+     * The nack goes after half a probe timeout, so that it reaches the origin
+     * inside its indirect window (the other half of its period) even when
+     * each network hop takes a quarter of a timeout: a nack that comes late
+     * would make a healthy origin doubt its own health. An ack that comes
+     * later is still forwarded until a period has passed.
+     */
+    r->nacked = false;
+    r->nack_ms = now + c->cfg.probe_timeout_ms / 2;
+    r->expire_ms = now + c->cfg.probe_interval_ms;
     struct small sm = {.type = GOSSIP_MSG_PING, .seq = r->seq, .target = msg->target};
     send_small(c, NO_INDEX, msg->target, addr, &sm);
 }
@@ -1076,11 +1164,29 @@ static void reply(struct gossip_core *c, const uint8_t *to, const char *addr, ui
 }
 
 /*
+ * An ack is first-hand proof that member idx lives at incarnation inc, newer
+ * than the record we hold: claims below inc are refuted by it (they are
+ * ignored from now on), and a suspicion we hold ends here. The record itself
+ * (metadata) still has to come by gossip; until then we keep the old one.
+ */
+static void proven_alive(struct gossip_core *c, uint64_t now, uint32_t idx, uint64_t inc)
+{
+    struct member *m = &c->m[idx];
+    if (inc > m->proven_inc)
+        m->proven_inc = inc;
+    if (m->state == GOSSIP_SUSPECT) {
+        set_state(c, now, idx, GOSSIP_ALIVE);
+        emit(c, now, GOSSIP_EV_ALIVE, idx);
+    }
+}
+
+/*
  * incarnation is what the probed member said it is at. Above what we hold, we
  * missed its refutation or metadata change: poke it with a gossip message,
  * which carries our stale view, and it answers with its current record.
  */
-static void on_ack(struct gossip_core *c, uint64_t now, uint32_t seq, uint64_t incarnation)
+static void on_ack(struct gossip_core *c, uint64_t now, const uint8_t *from, uint32_t seq,
+                   uint64_t incarnation)
 {
     struct probe *p = &c->probe;
     if (p->active && !p->acked && seq == p->seq) {
@@ -1088,8 +1194,10 @@ static void on_ack(struct gossip_core *c, uint64_t now, uint32_t seq, uint64_t i
         if (!p->indirect_sent && now <= p->direct_deadline_ms)
             adjust_health(c, -1);
         emit(c, now, GOSSIP_TRACE_ACK, p->target);
-        if (incarnation > c->m[p->target].incarnation && is_live(c->m[p->target].state))
+        if (incarnation > c->m[p->target].incarnation && is_live(c->m[p->target].state)) {
+            proven_alive(c, now, p->target, incarnation);
             send_small(c, p->target, NULL, NULL, &(struct small){.type = GOSSIP_MSG_GOSSIP});
+        }
         return;
     }
     for (unsigned i = 0; i < GOSSIP_RELAYS_MAX; i++) {
@@ -1099,6 +1207,14 @@ static void on_ack(struct gossip_core *c, uint64_t now, uint32_t seq, uint64_t i
             reply(c, r->origin, r->origin_addr, GOSSIP_MSG_ACK, r->origin_seq, incarnation);
             return;
         }
+    }
+    uint32_t idx = find(c, from); /* the answer to a last call? */
+    if (idx != NO_INDEX && idx != 0 && c->m[idx].called && c->m[idx].call_seq == seq) {
+        if (incarnation > c->m[idx].incarnation && is_live(c->m[idx].state)) {
+            proven_alive(c, now, idx, incarnation);
+            send_small(c, idx, NULL, NULL, &(struct small){.type = GOSSIP_MSG_GOSSIP});
+        }
+        return;
     }
     c->ctr.drops[GOSSIP_DROP_STALE_ACK]++;
 }
@@ -1156,9 +1272,12 @@ int gossip_receive(struct gossip_core *c, uint64_t now, const uint8_t from[GOSSI
     }
     case GOSSIP_MSG_PING_REQ:
         on_ping_req(c, now, from, &msg);
+        /* our ack or nack comes later and without corrections: send them now */
+        if (c->fix_to != NO_INDEX)
+            send_small(c, c->fix_to, NULL, NULL, &(struct small){.type = GOSSIP_MSG_GOSSIP});
         break;
     case GOSSIP_MSG_ACK:
-        on_ack(c, now, msg.seq, msg.incarnation);
+        on_ack(c, now, from, msg.seq, msg.incarnation);
         break;
     case GOSSIP_MSG_NACK:
         on_nack(c, now, msg.seq);
@@ -1222,18 +1341,19 @@ void gossip_tick(struct gossip_core *c, uint64_t now)
     struct probe *p = &c->probe;
     if (p->active && !p->acked && !p->indirect_sent && now >= p->direct_deadline_ms)
         send_ping_reqs(c, now);
-    if (now >= c->next_probe_ms) {
-        finish_probe(c, now);
+    if (now >= c->next_probe_ms && finish_probe(c, now))
         start_probe(c, now);
-    }
     for (unsigned i = 0; i < GOSSIP_RELAYS_MAX; i++) {
         struct relay *r = &c->relays[i];
-        if (!r->used || now < r->deadline_ms)
-            continue;
-        r->used = false;
-        if (c->cfg.lifeguard_nack)
-            reply(c, r->origin, r->origin_addr, GOSSIP_MSG_NACK, r->origin_seq, 0);
+        if (r->used && !r->nacked && now >= r->nack_ms) {
+            r->nacked = true;
+            if (c->cfg.lifeguard_nack)
+                reply(c, r->origin, r->origin_addr, GOSSIP_MSG_NACK, r->origin_seq, 0);
+        }
+        if (r->used && now >= r->expire_ms)
+            r->used = false;
     }
+    last_calls(c, now);
     expire_suspicions(c, now);
     if (c->cfg.push_pull_interval_ms && now >= c->next_push_pull_ms) {
         c->next_push_pull_ms = now + push_pull_interval_ms(c);
@@ -1369,6 +1489,13 @@ int gossip_add_member(struct gossip_core *c, uint64_t now, const uint8_t id[GOSS
 
 /* ---- outputs and queries -------------------------------------------------------- */
 
+static uint64_t relay_deadline(const struct relay *r, uint64_t d)
+{
+    if (!r->nacked && r->nack_ms < d)
+        d = r->nack_ms;
+    return r->expire_ms < d ? r->expire_ms : d;
+}
+
 void gossip_ready(struct gossip_core *c, struct gossip_ready *out)
 {
     out->msgs = c->out;
@@ -1382,11 +1509,17 @@ void gossip_ready(struct gossip_core *c, struct gossip_ready *out)
         if (p->active && !p->acked && !p->indirect_sent && p->direct_deadline_ms < d)
             d = p->direct_deadline_ms;
         for (unsigned i = 0; i < GOSSIP_RELAYS_MAX; i++)
-            if (c->relays[i].used && c->relays[i].deadline_ms < d)
-                d = c->relays[i].deadline_ms;
-        for (uint32_t i = 1; i < c->n && c->n_suspect > 0; i++)
-            if (c->m[i].state == GOSSIP_SUSPECT && suspect_deadline(c, &c->m[i]) < d)
-                d = suspect_deadline(c, &c->m[i]);
+            if (c->relays[i].used)
+                d = relay_deadline(&c->relays[i], d);
+        for (uint32_t i = 1; i < c->n && c->n_suspect > 0; i++) {
+            const struct member *m = &c->m[i];
+            if (m->state != GOSSIP_SUSPECT)
+                continue;
+            if (suspect_deadline(c, m) < d)
+                d = suspect_deadline(c, m);
+            if (!m->called && last_call_ms(c, m) < d)
+                d = last_call_ms(c, m);
+        }
         if (c->cfg.push_pull_interval_ms && c->next_push_pull_ms < d)
             d = c->next_push_pull_ms;
         if (c->joining && c->next_join_ms < d)

@@ -227,6 +227,7 @@ struct gossip_counters {
     uint64_t evictions;          /* dead/left members forgotten to make room */
     uint64_t updates_sent;       /* piggy-backed updates sent */
     uint64_t updates_received;
+    uint64_t verdicts_deferred; /* failed probes re-judged after our LHM rose */
 };
 
 /* ---- life cycle -------------------------------------------------------- */

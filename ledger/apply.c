@@ -35,6 +35,7 @@
 #include "ledger/internal.h"
 
 struct actx {
+    struct ledger *l;
     struct ledger_store *s;
     struct ledger_batch *b;
     const struct ledger_cmd *cmd;
@@ -612,7 +613,11 @@ static int decide(struct actx *x, const uint8_t *cmd_bytes, size_t cmd_len, stru
         return LEDGER_REJ_NO_GENESIS;
     if (have_genesis && memcmp(cmd->cluster_id, x->g.cluster_id, LEDGER_CLUSTER_ID_BYTES) != 0)
         return LEDGER_REJ_WRONG_CLUSTER;
-    if (ledger_cmd_verify(cmd_bytes, cmd_len) < 0)
+    /* The hash names the exact bytes, for the idempotency record and for the
+     * memo of a signature this node already checked (ledger_cmd_precheck). */
+    uint8_t cmd_hash[LEDGER_HASH_BYTES];
+    crypto_generichash(cmd_hash, sizeof cmd_hash, cmd_bytes, cmd_len, NULL, 0);
+    if (!ledger_sig_memo_take(x->l, cmd_hash) && ledger_cmd_verify(cmd_bytes, cmd_len) < 0)
         return LEDGER_REJ_BAD_SIG;
     /* Commands live for a window around apply time; beyond it their
      * idempotency records may be gone, so they must be refused (genesis has
@@ -622,8 +627,6 @@ static int decide(struct actx *x, const uint8_t *cmd_bytes, size_t cmd_len, stru
     if (have_genesis && cmd->created_ms > x->now_ms && cmd->created_ms - x->now_ms > x->g.window_ms)
         return LEDGER_REJ_FUTURE;
 
-    uint8_t cmd_hash[LEDGER_HASH_BYTES];
-    crypto_generichash(cmd_hash, sizeof cmd_hash, cmd_bytes, cmd_len, NULL, 0);
     struct key ik;
     idem_key(&ik, cmd);
     struct rec_idem idem;
@@ -703,13 +706,14 @@ static int prune(struct actx *x)
 void ledger_init(struct ledger *l, struct ledger_store *store)
 {
     l->store = store;
+    l->memo = NULL;
 }
 
 int ledger_apply(struct ledger *l, const uint8_t *entry, size_t len, uint64_t raft_index,
                  struct ledger_batch *batch, struct ledger_result *out)
 {
     memset(out, 0, sizeof *out);
-    struct actx x = {.s = l->store, .b = batch, .index = raft_index, .out = out};
+    struct actx x = {.l = l, .s = l->store, .b = batch, .index = raft_index, .out = out};
     uint64_t applied = 0, last_time = 0;
     int rc = meta_u64_get(x.s, x.b, "applied", &applied);
     if (rc < 0)

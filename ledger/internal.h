@@ -34,6 +34,9 @@
 #include "ledger/codec.h"
 #include "ledger/ledger.h"
 
+/* The memo of ledger_cmd_precheck: true (and the entry consumed) when these bytes verified. */
+bool ledger_sig_memo_take(struct ledger *l, const uint8_t cmd_hash[LEDGER_HASH_BYTES]);
+
 bool ledger_token_proof_ok(const uint8_t *cluster_id, const char *token_id,
                            const uint8_t *joiner_pk, const uint8_t *nonce, const uint8_t *proof,
                            const uint8_t *verifier);

@@ -359,11 +359,33 @@ struct ledger_result {
     uint8_t tx_hash[LEDGER_HASH_BYTES];
 };
 
+struct ledger_sig_memo;
+
 struct ledger {
-    struct ledger_store *store; /* borrowed */
+    struct ledger_store *store;   /* borrowed */
+    struct ledger_sig_memo *memo; /* owned; NULL unless ledger_sig_memo_enable */
 };
 
 void ledger_init(struct ledger *l, struct ledger_store *store);
+/* Frees what the ledger owns (the signature memo); the store stays the caller's. */
+void ledger_fini(struct ledger *l);
+
+/*
+ * One Ed25519 verification per command per node. The host checks a command's
+ * signature early, when its API receives it (junk never takes a log slot),
+ * with ledger_cmd_precheck: like ledger_cmd_verify, and on success, when the
+ * memo is enabled, it remembers the hash of these exact bytes in a bounded,
+ * node-local memo (LEDGER_SIG_MEMO_SLOTS, direct-mapped, the newest wins a
+ * slot). When ledger_apply on this replica meets the same bytes, it takes the
+ * memo entry instead of verifying a second time. The outcome is unchanged (a
+ * hit means these very bytes verified; BLAKE2b-256 binds them), so apply stays
+ * deterministic; a miss, an evicted entry or another replica just verifies.
+ * ledger_sig_memo_enable: 0 or NX_ERR_NOMEM (the ledger then works without).
+ * ledger_cmd_precheck: 0 or NX_ERR_BAD_SIG.
+ */
+#define LEDGER_SIG_MEMO_SLOTS 8192
+int ledger_sig_memo_enable(struct ledger *l) NX_MUST_USE;
+int ledger_cmd_precheck(struct ledger *l, const uint8_t *buf, size_t len) NX_MUST_USE;
 
 /*
  * Applies one committed Raft entry. Deterministic: the same store, entry and

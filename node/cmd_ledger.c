@@ -61,12 +61,16 @@ static const struct cli_opt ledger_opts[] = {
     {"ttl", "DURATION", "1h", NULL, "token create: how long the token admits (90s, 10m, 2h, 7d)",
      false},
     {"uses", "N", "1", NULL, "token create: how many nodes it admits", false},
+    {"owner-key", "FILE", NULL, NULL,
+     "tenant create: the owner's key file (an account key); default: the operator", false},
+    {"subject", "ID|FILE", NULL, NULL,
+     "perm: who gets the permission: a key (64 hex) or a key file (required there)", false},
 };
 
 const struct cli_cmd cmd_ledger_spec = {
     "ledger",
     "balance ACCOUNT | accounts | mint --to A --amount N | transfer --from A --to B --amount N | "
-    "log | verify",
+    "log | verify | nodes | tenants | audit",
     "read and write the replicated ledger (commands signed on this machine)", ledger_opts,
     NX_ARRAY_LEN(ledger_opts)};
 
@@ -83,6 +87,17 @@ const struct cli_cmd cmd_member_remove_spec = {
     "members remove", "NODE_ID",
     "remove a node from the registry (operator-signed): every member refuses its key from then "
     "on, and the Raft leader drops it from the voter set",
+    ledger_opts, NX_ARRAY_LEN(ledger_opts)};
+
+const struct cli_cmd cmd_tenant_spec = {
+    "tenant", "create NAME",
+    "create a tenant (operator-signed); its owner grants permissions on it", ledger_opts,
+    NX_ARRAY_LEN(ledger_opts)};
+
+const struct cli_cmd cmd_perm_spec = {
+    "perm", "grant|revoke ACTION RESOURCE --subject ID|FILE",
+    "grant or revoke a permission (e.g. transfer on an account, account.create on a tenant); "
+    "signed by the operator, or with --key-file by the tenant's owner",
     ledger_opts, NX_ARRAY_LEN(ledger_opts)};
 
 struct lctx {
@@ -485,6 +500,88 @@ static int do_member_remove(struct lctx *x, const char *hex)
     return rc;
 }
 
+static int do_tenant_create(struct lctx *x, const char *name)
+{
+    uint8_t pk[LEDGER_KEY_BYTES], sk[LEDGER_SECRET_KEY_BYTES], owner[LEDGER_KEY_BYTES];
+    uint8_t osk[LEDGER_SECRET_KEY_BYTES];
+    struct ledger_cmd c;
+    int rc = operator_key(x, pk, sk);
+    memcpy(owner, pk, LEDGER_KEY_BYTES);
+    if (rc == 0 && opt(x, "owner-key"))
+        rc = read_key(opt(x, "owner-key"), owner, osk);
+    sodium_memzero(osk, sizeof osk);
+    if (rc == 0)
+        rc = fill_header(x, &c, LEDGER_CMD_TENANT_CREATE, pk);
+    if (rc == 0) {
+        snprintf(c.u.tenant.name, sizeof c.u.tenant.name, "%s", name);
+        memcpy(c.u.tenant.owner, owner, LEDGER_KEY_BYTES);
+        rc = submit(x, &c, sk, NULL, false);
+    }
+    sodium_memzero(sk, sizeof sk);
+    return rc;
+}
+
+/* --subject: 64 hex digits, or a key file whose public key is taken. */
+static int subject_key(struct lctx *x, uint8_t pk[LEDGER_KEY_BYTES])
+{
+    const char *s = opt(x, "subject");
+    uint8_t sk[LEDGER_SECRET_KEY_BYTES];
+    if (s == NULL) {
+        cli_error("perm: --subject ID|FILE is required (who gets the permission)");
+        return 2;
+    }
+    if (strlen(s) == 2 * LEDGER_KEY_BYTES && nx_hex_decode(pk, LEDGER_KEY_BYTES, s) == NX_OK)
+        return 0;
+    int rc = read_key(s, pk, sk);
+    sodium_memzero(sk, sizeof sk);
+    return rc;
+}
+
+static int do_perm(struct lctx *x, bool grant, const char *action, const char *resource)
+{
+    uint8_t pk[LEDGER_KEY_BYTES], sk[LEDGER_SECRET_KEY_BYTES];
+    struct ledger_cmd c;
+    int rc = opt(x, "key-file") ? read_key(opt(x, "key-file"), pk, sk) : operator_key(x, pk, sk);
+    if (rc == 0)
+        rc = fill_header(x, &c, grant ? LEDGER_CMD_PERM_GRANT : LEDGER_CMD_PERM_REVOKE, pk);
+    if (rc == 0)
+        rc = subject_key(x, c.u.perm.subject);
+    if (rc == 0) {
+        snprintf(c.u.perm.action, sizeof c.u.perm.action, "%s", action);
+        snprintf(c.u.perm.resource, sizeof c.u.perm.resource, "%s", resource);
+        rc = submit(x, &c, sk, NULL, false);
+    }
+    sodium_memzero(sk, sizeof sk);
+    return rc;
+}
+
+static void print_registry(const char *sub, json_t *r)
+{
+    size_t i;
+    json_t *e;
+    if (strcmp(sub, "nodes") == 0) {
+        json_array_foreach(json_object_get(r, "nodes"), i, e)
+            printf("%s  member   token %s\n", json_string_value(json_object_get(e, "id")),
+                   json_string_value(json_object_get(e, "token"))[0]
+                       ? json_string_value(json_object_get(e, "token"))
+                       : "-");
+        json_array_foreach(json_object_get(r, "removed"), i, e)
+            printf("%s  removed\n", json_string_value(json_object_get(e, "id")));
+    } else if (strcmp(sub, "tenants") == 0) {
+        json_array_foreach(json_object_get(r, "tenants"), i, e)
+            printf("%-20s owner %.16s\n", json_string_value(json_object_get(e, "name")),
+                   json_string_value(json_object_get(e, "owner")));
+    } else {
+        json_array_foreach(json_object_get(r, "audit"), i, e)
+            printf("%8lld %-16s %-28s %.16s%s\n",
+                   (long long)json_integer_value(json_object_get(e, "index")),
+                   json_string_value(json_object_get(e, "command")),
+                   json_string_value(json_object_get(e, "result")),
+                   json_string_value(json_object_get(e, "author")),
+                   json_is_true(json_object_get(e, "duplicate")) ? " (duplicate)" : "");
+    }
+}
+
 static int do_read(struct lctx *x, const char *sub)
 {
     char path[256];
@@ -496,11 +593,11 @@ static int do_read(struct lctx *x, const char *sub)
             return 2;
         }
         snprintf(path, sizeof path, "/v1/ledger/balance/%.64s?%s", x->pos[1], stale);
-    } else if (strcmp(sub, "log") == 0) {
+    } else if (strcmp(sub, "log") == 0 || strcmp(sub, "audit") == 0) {
         if (!cli_get_u64(x->spec, &x->vals, "after", UINT64_MAX, &after) ||
             !cli_get_u64(x->spec, &x->vals, "limit", LEDGER_HOST_LOG_MAX_LIMIT, &limit))
             return 2;
-        snprintf(path, sizeof path, "/v1/ledger/log?after=%llu&limit=%llu%s%s", after, limit,
+        snprintf(path, sizeof path, "/v1/ledger/%s?after=%llu&limit=%llu%s%s", sub, after, limit,
                  stale[0] ? "&" : "", stale);
     } else {
         snprintf(path, sizeof path, "/v1/ledger/%s?%s", sub, stale);
@@ -520,6 +617,9 @@ static int do_read(struct lctx *x, const char *sub)
                (long long)json_integer_value(json_object_get(r, "transactions")),
                (long long)json_integer_value(json_object_get(r, "supply")),
                json_string_value(json_object_get(r, "head")));
+    } else if (strcmp(sub, "nodes") == 0 || strcmp(sub, "tenants") == 0 ||
+               strcmp(sub, "audit") == 0) {
+        print_registry(sub, r);
     } else if (strcmp(sub, "accounts") == 0) {
         size_t i;
         json_t *a;
@@ -557,13 +657,18 @@ static int run(const struct cli_cmd *spec, int argc, char **argv)
     int exit_code = 2;
     const char *sub = x.n_pos > 0 ? x.pos[0] : "";
     bool account = spec == &cmd_account_spec, token = spec == &cmd_token_spec;
-    bool remove = spec == &cmd_member_remove_spec;
-    bool known = remove    ? x.n_pos == 1
-                 : token   ? strcmp(sub, "create") == 0 && x.n_pos == 1
+    bool remove = spec == &cmd_member_remove_spec, tenant = spec == &cmd_tenant_spec;
+    bool perm = spec == &cmd_perm_spec;
+    bool known = remove   ? x.n_pos == 1
+                 : tenant ? strcmp(sub, "create") == 0 && x.n_pos == 2
+                 : perm  ? (strcmp(sub, "grant") == 0 || strcmp(sub, "revoke") == 0) && x.n_pos == 3
+                 : token ? strcmp(sub, "create") == 0 && x.n_pos == 1
                  : account ? strcmp(sub, "create") == 0 && x.n_pos == 2
                            : strcmp(sub, "balance") == 0 || strcmp(sub, "accounts") == 0 ||
                                  strcmp(sub, "mint") == 0 || strcmp(sub, "transfer") == 0 ||
-                                 strcmp(sub, "log") == 0 || strcmp(sub, "verify") == 0;
+                                 strcmp(sub, "log") == 0 || strcmp(sub, "verify") == 0 ||
+                                 strcmp(sub, "nodes") == 0 || strcmp(sub, "tenants") == 0 ||
+                                 strcmp(sub, "audit") == 0;
     if (!known) {
         cli_error("usage: nexus %s %s", spec->name, spec->args);
         goto out;
@@ -573,6 +678,10 @@ static int run(const struct cli_cmd *spec, int argc, char **argv)
         goto out;
     if (remove)
         exit_code = do_member_remove(&x, sub);
+    else if (tenant)
+        exit_code = do_tenant_create(&x, x.pos[1]);
+    else if (perm)
+        exit_code = do_perm(&x, strcmp(sub, "grant") == 0, x.pos[1], x.pos[2]);
     else if (token)
         exit_code = do_token_create(&x);
     else if (account)
@@ -602,6 +711,16 @@ int cmd_account(int argc, char **argv)
 int cmd_token(int argc, char **argv)
 {
     return run(&cmd_token_spec, argc, argv);
+}
+
+int cmd_tenant(int argc, char **argv)
+{
+    return run(&cmd_tenant_spec, argc, argv);
+}
+
+int cmd_perm(int argc, char **argv)
+{
+    return run(&cmd_perm_spec, argc, argv);
 }
 
 int cmd_member_remove(int argc, char **argv)

@@ -31,6 +31,8 @@ int cmd_ledger(int argc, char **argv);
 int cmd_account(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_member_remove(int argc, char **argv);
+int cmd_tenant(int argc, char **argv);
+int cmd_perm(int argc, char **argv);
 
 extern const struct cli_cmd cmd_node_spec;
 extern const struct cli_cmd cmd_init_spec;
@@ -49,5 +51,7 @@ extern const struct cli_cmd cmd_kv_spec;
 extern const struct cli_cmd cmd_ledger_spec;
 extern const struct cli_cmd cmd_account_spec;
 extern const struct cli_cmd cmd_token_spec;
+extern const struct cli_cmd cmd_tenant_spec;
+extern const struct cli_cmd cmd_perm_spec;
 
 #endif

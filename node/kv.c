@@ -104,6 +104,37 @@ static uint32_t get_u32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+int kv_scan(struct raft_store *s, const char *prefix, kv_scan_fn fn, void *arg)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(raft_store_db(s), ro, raft_store_cf(s, RAFT_STORE_CF_KV));
+    size_t pl = strlen(prefix);
+    int rc = NX_OK;
+    for (rocksdb_iter_seek(it, prefix, pl); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (kl < pl || memcmp(k, prefix, pl) != 0)
+            break;
+        const char *v = rocksdb_iter_value(it, &vl);
+        int r = fn(arg, k, kl, v, vl);
+        if (r != 0) {
+            rc = r < 0 ? r : NX_OK;
+            break;
+        }
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    if (rerr) {
+        NX_ERROR("kv_scan_failed", "error=\"%s\"", rerr);
+        rocksdb_free(rerr);
+        rc = NX_ERR_IO;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
 int kv_snapshot(struct raft_store *s, uint8_t **out, size_t *len)
 {
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();

@@ -54,6 +54,11 @@ int kv_apply(struct raft_store *s, struct rocksdb_writebatch_t *wb, const uint8_
 int kv_get(struct raft_store *s, const char *key, size_t klen, char **value,
            size_t *vlen) NX_MUST_USE;
 
+/* Called per key in order; value borrowed for the call. Return 0 to go on, 1 to stop. */
+typedef int (*kv_scan_fn)(void *arg, const char *key, size_t klen, const char *value, size_t vlen);
+/* Every key that starts with prefix, in byte order, from the local (applied) copy. */
+int kv_scan(struct raft_store *s, const char *prefix, kv_scan_fn fn, void *arg) NX_MUST_USE;
+
 /* Serializes the kv column family; *out is malloc'd (caller frees). NX_ERR_TOO_BIG past
  * RAFT_MAX_SNAPSHOT_BYTES. */
 int kv_snapshot(struct raft_store *s, uint8_t **out, size_t *len) NX_MUST_USE;

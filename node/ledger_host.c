@@ -121,6 +121,8 @@ int ledger_host_open(struct ledger_host **out, struct raft_store *rs, const char
         return NX_ERR_NOMEM;
     }
     ledger_init(&lh->l, lh->store);
+    if (ledger_sig_memo_enable(&lh->l) != NX_OK) /* works without: verifies twice on the receiver */
+        NX_WARN("ledger_sig_memo_off", "error=\"%s\"", nx_strerror(NX_ERR_NOMEM));
     _Static_assert(NODE_CLUSTER_ID_BYTES == LEDGER_CLUSTER_ID_BYTES, "one cluster id");
     lh->have_cid = node_cluster_id_load(lh->cid, data_dir, false, err, cap) == NX_OK;
     char path[4096];
@@ -148,6 +150,7 @@ void ledger_host_free(struct ledger_host *lh)
 {
     if (lh == NULL)
         return;
+    ledger_fini(&lh->l);
     ledger_store_rocksdb_free(lh->store);
     sodium_memzero(lh->op_sk, sizeof lh->op_sk);
     free(lh->genesis);
@@ -294,6 +297,61 @@ static int tx_cb(void *arg, const struct ledger_tx *tx)
     return 0;
 }
 
+static const char *cmd_type_name(int type)
+{
+    static const char *const names[LEDGER_CMD__MAX + 1] = {
+        [LEDGER_CMD_GENESIS] = "genesis",
+        [LEDGER_CMD_NODE_ADMIT] = "node.admit",
+        [LEDGER_CMD_NODE_REMOVE] = "node.remove",
+        [LEDGER_CMD_TOKEN_CREATE] = "token.create",
+        [LEDGER_CMD_TOKEN_EXPIRE] = "token.expire",
+        [LEDGER_CMD_TENANT_CREATE] = "tenant.create",
+        [LEDGER_CMD_ACCOUNT_CREATE] = "account.create",
+        [LEDGER_CMD_AGENT_PUBLISH] = "agent.publish",
+        [LEDGER_CMD_AGENT_DEPRECATE] = "agent.deprecate",
+        [LEDGER_CMD_DEPLOY_PUT] = "deploy.put",
+        [LEDGER_CMD_DEPLOY_DELETE] = "deploy.delete",
+        [LEDGER_CMD_PERM_GRANT] = "perm.grant",
+        [LEDGER_CMD_PERM_REVOKE] = "perm.revoke",
+        [LEDGER_CMD_TRANSFER] = "transfer",
+        [LEDGER_CMD_MINT] = "mint",
+        [LEDGER_CMD_CHARGE] = "charge",
+    };
+    return type > 0 && type <= LEDGER_CMD__MAX && names[type] ? names[type] : "unknown";
+}
+
+static int audit_cb(void *arg, const struct ledger_audit *a)
+{
+    struct log_arg *la = arg;
+    if (a->raft_index <= la->after)
+        return 0;
+    if (json_array_size(la->arr) >= la->limit)
+        return 1;
+    json_array_append_new(
+        la->arr,
+        json_pack("{s:I,s:s,s:s,s:b,s:o,s:I,s:I}", "index", (json_int_t)a->raft_index, "command",
+                  cmd_type_name(a->type), "result",
+                  a->reason == LEDGER_OK ? "applied" : ledger_reason_str(a->reason), "duplicate",
+                  a->duplicate, "author", hex_json(a->author, LEDGER_KEY_BYTES), "time_ms",
+                  (json_int_t)a->time_ms, "tx_seq", (json_int_t)a->tx_seq));
+    return 0;
+}
+
+static int node_json_cb(void *arg, const struct ledger_node *n)
+{
+    json_array_append_new(arg,
+                          json_pack("{s:o,s:I,s:s}", "id", hex_json(n->key, LEDGER_KEY_BYTES),
+                                    "since_ms", (json_int_t)n->admitted_ms, "token", n->token_id));
+    return 0;
+}
+
+static int tenant_json_cb(void *arg, const struct ledger_tenant *t)
+{
+    json_array_append_new(arg, json_pack("{s:s,s:o}", "name", t->name, "owner",
+                                         hex_json(t->owner, LEDGER_KEY_BYTES)));
+    return 0;
+}
+
 static json_t *error_json(unsigned *status, unsigned code, const char *msg)
 {
     *status = code;
@@ -349,7 +407,40 @@ json_t *ledger_host_read_json(struct ledger_host *lh, const char *what, uint64_t
                          "supply", (json_int_t)supply, "head", hex_json(head, sizeof head), "index",
                          (json_int_t)index);
     }
+    if (strcmp(what, "nodes") == 0) {
+        json_t *nodes = json_array(), *removed = json_array();
+        if (ledger_nodes_foreach(&lh->l, node_json_cb, nodes) < 0 ||
+            ledger_removed_nodes_foreach(&lh->l, node_json_cb, removed) < 0) {
+            json_decref(nodes);
+            json_decref(removed);
+            return error_json(status, 500, "cannot read the registry");
+        }
+        return json_pack("{s:o,s:o,s:I}", "nodes", nodes, "removed", removed, "index",
+                         (json_int_t)index);
+    }
+    if (strcmp(what, "tenants") == 0) {
+        json_t *arr = json_array();
+        if (ledger_tenants_foreach(&lh->l, tenant_json_cb, arr) < 0) {
+            json_decref(arr);
+            return error_json(status, 500, "cannot read the registry");
+        }
+        return json_pack("{s:o,s:I}", "tenants", arr, "index", (json_int_t)index);
+    }
     unsigned long long after = 0, limit = 0;
+    if (sscanf(what, "audit/%llu/%llu", &after, &limit) == 2) {
+        /* A walk from the oldest record: fine for an operator's tool, O(records). */
+        struct log_arg la = {json_array(), after, limit};
+        if (ledger_audit_foreach(&lh->l, audit_cb, &la) < 0) {
+            json_decref(la.arr);
+            return error_json(status, 500, "cannot read the audit log");
+        }
+        size_t n = json_array_size(la.arr);
+        uint64_t next = n ? (uint64_t)json_integer_value(
+                                json_object_get(json_array_get(la.arr, n - 1), "index"))
+                          : after;
+        return json_pack("{s:o,s:I,s:I}", "audit", la.arr, "next_after", (json_int_t)next, "index",
+                         (json_int_t)index);
+    }
     if (sscanf(what, "log/%llu/%llu", &after, &limit) == 2) {
         struct log_arg la = {json_array(), after, limit};
         int rc = ledger_tx_foreach(&lh->l, tx_cb, &la);

@@ -30,6 +30,8 @@ static const struct command commands[] = {
     {"ledger", cmd_ledger, &cmd_ledger_spec, NULL},
     {"account", cmd_account, &cmd_account_spec, NULL},
     {"token", cmd_token, &cmd_token_spec, NULL},
+    {"tenant", cmd_tenant, &cmd_tenant_spec, NULL},
+    {"perm", cmd_perm, &cmd_perm_spec, NULL},
 };
 
 static void print_usage(FILE *out, bool full)

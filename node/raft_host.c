@@ -8,8 +8,10 @@
  * just before libev blocks for I/O, an ev_prepare watcher drains the core's
  * Ready exactly per the contract in consensus/raft.h:
  *
+ *     0. send the leader's appends (rd.n_msgs_early) at once, so the
+ *        followers write while we do;
  *     1. persist: snapshot, entries, hard state as ONE synced WriteBatch;
- *     2. send:    every message, as one NCAP_MSG_RAFT envelope each;
+ *     2. send:    every other message, as one NCAP_MSG_RAFT envelope each;
  *     3. apply:   install the snapshot (one WriteBatch replacing the kv column
  *                 family), apply committed entries (one WriteBatch with the
  *                 applied index), answer the API requests they complete,
@@ -153,6 +155,7 @@ struct raft_host {
     uint64_t ledger_accepted, ledger_rejected, genesis_proposals;
     uint64_t chunks_sent, chunks_received, chunks_bad;
     uint64_t persist_us, send_us, apply_us; /* time spent in each step (µs, total) */
+    uint64_t snapshot_us;                   /* making snapshots (µs, total) */
     /* the registry: trust and the voter set (the end of this file) */
     bool registry_changed; /* an applied admit/remove: rebuild the mesh's trust */
     uint64_t registry_admits, conf_changes_proposed, voters_replaced;
@@ -654,6 +657,7 @@ static void maybe_snapshot(struct raft_host *h)
         return;
     uint8_t *data = NULL;
     size_t len = 0;
+    uint64_t t0 = nx_clock_mono_us();
     int rc = ledger_host_snapshot(h->lh, h->store, &data, &len);
     if (rc != NX_OK) {
         NX_WARN("raft_snapshot_skipped", "error=\"%s\"", nx_strerror(rc));
@@ -670,7 +674,10 @@ static void maybe_snapshot(struct raft_host *h)
     }
     h->snap_index = index;
     h->snapshots_made++;
-    NX_INFO("raft_snapshot", "index=%llu bytes=%zu", (unsigned long long)index, len);
+    uint64_t us = nx_clock_mono_us() - t0; /* the loop stands still meanwhile */
+    h->snapshot_us += us;
+    NX_INFO("raft_snapshot", "index=%llu bytes=%zu us=%llu", (unsigned long long)index, len,
+            (unsigned long long)us);
 }
 
 static void on_role_change(struct raft_host *h, const struct raft_soft_state *ss)
@@ -713,17 +720,24 @@ static void process_ready(struct raft_host *h)
         h->readies++;
         if (rd.has_soft_state)
             on_role_change(h, &rd.soft_state);
+        /*
+         * The leader's appends (rd.n_msgs_early) leave before our synced
+         * write, so the followers' fsyncs run while ours does; everything
+         * else (votes, acknowledgements) only once it is durable.
+         */
         uint64_t t0 = nx_clock_mono_us();
-        int rc = raft_store_persist(h->store, &rd);
+        send_msgs(h, rd.msgs, rd.n_msgs_early);
         uint64_t t1 = nx_clock_mono_us();
-        h->persist_us += t1 - t0;
+        int rc = raft_store_persist(h->store, &rd);
+        uint64_t t2 = nx_clock_mono_us();
+        h->persist_us += t2 - t1;
         if (rc != NX_OK) {
             fatal(h, "persist", rc);
             return;
         }
-        send_msgs(h, rd.msgs, rd.n_msgs);
-        uint64_t t2 = nx_clock_mono_us();
-        h->send_us += t2 - t1;
+        send_msgs(h, rd.msgs + rd.n_msgs_early, rd.n_msgs - rd.n_msgs_early);
+        uint64_t t3 = nx_clock_mono_us();
+        h->send_us += (t1 - t0) + (t3 - t2);
         if (rd.snapshot) {
             rc = ledger_host_install(h->lh, h->store, rd.snapshot->data, rd.snapshot->len,
                                      rd.snapshot->index);
@@ -738,7 +752,7 @@ static void process_ready(struct raft_host *h)
             registry_sync_trust(h);
         }
         rc = apply_committed(h, rd.committed, rd.n_committed);
-        h->apply_us += nx_clock_mono_us() - t2;
+        h->apply_us += nx_clock_mono_us() - t3;
         if (rc != NX_OK) {
             fatal(h, "apply", rc);
             return;
@@ -1101,6 +1115,7 @@ json_t *raft_host_status_json(const struct raft_host *h)
     json_object_set_new(counters, "persist_us", json_integer((json_int_t)h->persist_us));
     json_object_set_new(counters, "send_us", json_integer((json_int_t)h->send_us));
     json_object_set_new(counters, "apply_us", json_integer((json_int_t)h->apply_us));
+    json_object_set_new(counters, "snapshot_us", json_integer((json_int_t)h->snapshot_us));
     json_object_set_new(counters, "ledger_accepted", json_integer((json_int_t)h->ledger_accepted));
     json_object_set_new(counters, "ledger_rejected", json_integer((json_int_t)h->ledger_rejected));
     json_object_set_new(counters, "genesis_proposals",
@@ -1515,7 +1530,8 @@ enum api_result raft_host_api_ledger_command(void *ctx, struct api_request *req)
         api_reply_error(req, 400, "not a well-formed ledger command (docs/ledger.md section 3)");
         return API_DONE;
     }
-    if (ledger_cmd_verify(cmd, len) != NX_OK) { /* refuse junk before it takes a log slot */
+    /* refuse junk before it takes a log slot; apply here reuses this check (ledger.h) */
+    if (ledger_cmd_precheck(ledger_host_ledger(h->lh), cmd, len) != NX_OK) {
         free(cmd);
         api_reply_error(req, 400, "bad signature: the command is not signed by its author");
         return API_DONE;
@@ -1537,15 +1553,16 @@ enum api_result raft_host_api_ledger_read(void *ctx, struct api_request *req)
     const char *tail = api_req_tail(req);
     struct reply_to to = {.req = req};
     char what[KV_MAX_KEY_BYTES + 1];
-    if (strcmp(tail, "log") == 0) {
+    if (strcmp(tail, "log") == 0 || strcmp(tail, "audit") == 0) {
         const char *a = api_req_query(req, "after"), *l = api_req_query(req, "limit");
         unsigned long long after = a ? strtoull(a, NULL, 10) : 0;
         unsigned long long limit = l ? strtoull(l, NULL, 10) : LEDGER_HOST_LOG_DEFAULT_LIMIT;
         if (limit == 0 || limit > LEDGER_HOST_LOG_MAX_LIMIT)
             limit = LEDGER_HOST_LOG_MAX_LIMIT;
-        snprintf(what, sizeof what, "log/%llu/%llu", after, limit);
+        snprintf(what, sizeof what, "%s/%llu/%llu", tail, after, limit);
     } else if (strcmp(tail, "accounts") == 0 || strcmp(tail, "genesis") == 0 ||
-               strcmp(tail, "verify") == 0 ||
+               strcmp(tail, "verify") == 0 || strcmp(tail, "nodes") == 0 ||
+               strcmp(tail, "tenants") == 0 ||
                (strncmp(tail, "balance/", 8) == 0 && tail[8] &&
                 strlen(tail) <= 8 + LEDGER_NAME_MAX)) {
         snprintf(what, sizeof what, "%s", tail);
@@ -1621,6 +1638,26 @@ void raft_host_submit_ledger(struct raft_host *h, const uint8_t *cmd, size_t len
 struct ledger *raft_host_ledger(struct raft_host *h)
 {
     return ledger_host_ledger(h->lh);
+}
+
+void raft_host_submit_kv(struct raft_host *h, const char *key, const char *value, size_t vlen,
+                         raft_host_done_fn done, void *arg)
+{
+    struct reply_to to = {.done = done, .done_arg = arg};
+    uint8_t op = value ? KV_OP_PUT : KV_OP_DELETE;
+    size_t klen = strlen(key);
+    if (!kv_key_valid(key, klen)) {
+        answer_error(h, &to, 400, "invalid key");
+        return;
+    }
+    if (raft_role(h->r) != RAFT_LEADER && forward_to(h, &to, op, key, klen, value, vlen))
+        return;
+    (void)kv_write(h, &to, (enum kv_op)op, key, klen, value, vlen);
+}
+
+int raft_host_kv_scan(struct raft_host *h, const char *prefix, kv_scan_fn fn, void *arg)
+{
+    return kv_scan(h->store, prefix, fn, arg);
 }
 
 /* The key of a Raft id we know (ourselves or a peer), or NULL. */

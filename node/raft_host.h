@@ -22,6 +22,7 @@
 #include "api.h"
 #include "gossip/gossip.h"
 #include "gossip_host.h"
+#include "kv.h"
 #include "mesh.h"
 #include "node.h"
 
@@ -101,6 +102,16 @@ typedef void (*raft_host_done_fn)(void *arg, unsigned status, json_t *answer);
  */
 void raft_host_submit_ledger(struct raft_host *h, const uint8_t *cmd, size_t len,
                              raft_host_done_fn done, void *arg);
+
+/*
+ * The same for the key-value store: a put (value, vlen) or, with value NULL,
+ * a delete of key. done gets 200 once applied.
+ */
+void raft_host_submit_kv(struct raft_host *h, const char *key, const char *value, size_t vlen,
+                         raft_host_done_fn done, void *arg);
+/* Every key of the local (applied, possibly stale) KV copy that starts with prefix. */
+int raft_host_kv_scan(struct raft_host *h, const char *prefix, kv_scan_fn fn,
+                      void *arg) NX_MUST_USE;
 
 /* The replicated registry and ledger as applied on this node (read-only use). */
 struct ledger;

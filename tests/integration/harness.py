@@ -235,3 +235,39 @@ def _start_raft(self, nodes, *extra):
 
 
 Node.start_raft = _start_raft
+
+
+# ---- Ed25519 through the libsodium the node links (no extra Python package) -------
+
+class Sodium:
+    """crypto_sign_seed_keypair / crypto_sign_detached from libsodium via ctypes."""
+    _lib = None
+
+    @classmethod
+    def lib(cls):
+        if cls._lib is None:
+            import ctypes
+            import ctypes.util
+            name = ctypes.util.find_library('sodium') or 'libsodium.so.23'
+            cls._lib = ctypes.CDLL(name)
+            if cls._lib.sodium_init() < 0:
+                raise RuntimeError('sodium_init failed')
+        return cls._lib
+
+    @classmethod
+    def keypair(cls, seed):
+        """(public key 32 bytes, secret key 64 bytes) of a 32-byte seed."""
+        import ctypes
+        pk, sk = ctypes.create_string_buffer(32), ctypes.create_string_buffer(64)
+        if cls.lib().crypto_sign_seed_keypair(pk, sk, bytes(seed)) != 0:
+            raise RuntimeError('crypto_sign_seed_keypair failed')
+        return pk.raw, sk.raw
+
+    @classmethod
+    def sign(cls, sk, msg):
+        import ctypes
+        sig = ctypes.create_string_buffer(64)
+        if cls.lib().crypto_sign_detached(sig, None, bytes(msg), ctypes.c_ulonglong(len(msg)),
+                                          bytes(sk)) != 0:
+            raise RuntimeError('crypto_sign_detached failed')
+        return sig.raw

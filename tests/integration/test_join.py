@@ -62,10 +62,15 @@ class JoinTest(unittest.TestCase):
         return n
 
     def test_nodes_join_by_token_and_serve_the_registry(self):
-        a = self.bootstrap()
+        a = self.bootstrap('--raft-snapshot-every', '50')
+        for i in range(120):  # enough for a snapshot: b gets the state that way
+            self.assertEqual(http(a, 'PUT', kv_path('k%d' % i), b'v')[0], 200)
         tok = make_token(a, a, uses=2)
-        b = self.join('b', a, tok)
+        b = self.join('b', a, tok, '--raft-snapshot-every', '50')
         c = self.join('c', a, tok)
+        wait_for(lambda: raft_status(b)['counters']['snapshots_installed'] >= 1, timeout=20,
+                 what='b installs a snapshot')
+        self.assertEqual(http(b, 'GET', kv_path('k119', stale=True))[1]['value'], 'v')
         ids = {a.id, b.id, c.id}
         wait_for(lambda: set(voters(a)) == ids, timeout=30, what='three voters')
         for n in (a, b, c):
@@ -97,6 +102,38 @@ class JoinTest(unittest.TestCase):
         wait_for(lambda: raft_status(c)['applied_index'] >= raft_status(a)['commit_index'] - 5,
                  timeout=20, what='c caught up after restart')
         self.assertIn('join_ignored', c.read_log())
+
+    def test_registry_reads_tenants_and_permissions(self):
+        a = self.bootstrap()
+        common = ('--api', a.api, '--data-dir', a.data_dir)
+        owner = os.path.join(self.c.workdir, 'owner.key')
+        out = run('account', 'create', 'olga', '--key-file', owner, *common)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = run('tenant', 'create', 'acme', '--owner-key', owner, *common)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = run('tenant', 'create', 'acme', *common)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn('exists', out.stderr)
+        # The owner (not the operator) grants on its tenant; a bad subject is a usage error.
+        out = run('perm', 'grant', 'account.create', 'acme', '--subject', a.id, '--key-file',
+                  owner, *common)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = run('perm', 'grant', 'account.create', '*', '--subject', a.id, '--key-file', owner,
+                  *common)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn('permission denied', out.stderr)
+        out = run('perm', 'revoke', 'account.create', 'acme', '--subject', a.id, *common)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = run('perm', 'grant', 'x', 'y', '--subject', 'nonsense', *common)
+        self.assertNotEqual(out.returncode, 0)
+        out = run('ledger', 'tenants', *common)
+        self.assertIn('acme', out.stdout)
+        out = run('ledger', 'nodes', *common)
+        self.assertIn(a.id + '  member', out.stdout)
+        out = run('ledger', 'audit', '--limit', '1000', *common)
+        self.assertIn('perm.grant', out.stdout)
+        self.assertIn('perm.revoke', out.stdout)
+        self.assertIn('permission denied', out.stdout)
 
     def test_refused_tokens_get_a_clear_error_and_are_counted(self):
         a = self.bootstrap()

@@ -29,6 +29,7 @@ struct sim_node {
     uint8_t id[GOSSIP_ID_BYTES];
     bool crashed, left;
     uint32_t slow;
+    uint64_t slow_until; /* counts as slowed until then (see gsim_set_slow) */
     uint8_t group;
     uint64_t tick_at;
 };
@@ -45,6 +46,8 @@ struct gsim {
     bool partitioned;
     struct gsim_stats stats;
     int trace_node; /* GSIM_TRACE=<node>: print every event about it */
+    bool in_tick;   /* the outputs being drained come from gossip_tick */
+    struct gsim_hooks hooks;
 };
 
 /* ---- heap -------------------------------------------------------------- */
@@ -153,9 +156,16 @@ static void schedule_tick(struct gsim *s, uint32_t i, uint64_t deadline)
     heap_push(s, (struct sim_ev){.t = deadline, .kind = EV_TICK, .node = i});
 }
 
+static bool counts_slowed(const struct gsim *s, uint32_t node)
+{
+    return s->nodes[node].slow > 1 || s->now < s->nodes[node].slow_until;
+}
+
 static void check_event(struct gsim *s, uint32_t observer, const struct gossip_event *e)
 {
     int j = node_of(s, e->id);
+    if (s->hooks.event)
+        s->hooks.event(s->hooks.ctx, observer, e, s->in_tick);
     if (j >= 0 && (uint32_t)j == observer && s->trace_node == j)
         fprintf(stderr, "trace t=%llu node=%d %s inc=%llu lhm=%u\n", (unsigned long long)s->now, j,
                 gossip_event_name(e->kind), (unsigned long long)e->incarnation,
@@ -175,8 +185,14 @@ static void check_event(struct gsim *s, uint32_t observer, const struct gossip_e
                      "t=%llu ms: node %u declared healthy node %d dead", (unsigned long long)s->now,
                      observer, j);
     } else if (e->kind == GOSSIP_EV_SUSPECT && healthy) {
+        bool slowed = counts_slowed(s, (uint32_t)j);
         s->stats.false_suspicions++;
-        s->stats.slow_suspicions += s->nodes[j].slow > 1;
+        s->stats.slow_suspicions += slowed;
+        if (s->in_tick) { /* a timer raises a suspicion only by a failed probe */
+            s->stats.raised_healthy += !slowed;
+            s->stats.raised_slowed += slowed;
+            s->stats.raised_by_slowed += counts_slowed(s, observer);
+        }
     }
 }
 
@@ -199,6 +215,8 @@ static void drain(struct gsim *s, uint32_t i)
                     (s->cfg.loss > 0 && nx_rng_unit(&s->rng) < s->cfg.loss);
         if (lost) {
             s->stats.lost++;
+            if (s->hooks.lost && to >= 0)
+                s->hooks.lost(s->hooks.ctx, i, (uint32_t)to, m->data, (uint32_t)m->len);
             continue;
         }
         uint64_t lat = latency(s);
@@ -307,6 +325,7 @@ void gsim_run_until(struct gsim *s, uint64_t t_ms)
                 continue; /* superseded by a later schedule */
             nd->tick_at = UINT64_MAX;
             gossip_tick(nd->core, s->now);
+            s->in_tick = true;
         } else {
             if (!nd->crashed && !nd->left) {
                 int rc = gossip_receive(nd->core, s->now, s->nodes[ev.from].id, ev.data, ev.len);
@@ -317,6 +336,7 @@ void gsim_run_until(struct gsim *s, uint64_t t_ms)
                 continue;
         }
         drain(s, ev.node);
+        s->in_tick = false;
     }
     if (t_ms > s->now)
         s->now = t_ms;
@@ -407,7 +427,11 @@ void gsim_leave(struct gsim *s, uint32_t node)
 
 void gsim_set_slow(struct gsim *s, uint32_t node, uint32_t factor)
 {
-    s->nodes[node].slow = factor;
+    struct sim_node *nd = &s->nodes[node];
+    if (nd->slow > 1 && factor <= 1) /* its backlog drains, its probes finish */
+        nd->slow_until =
+            s->now + (uint64_t)s->cfg.lat_max_ms * nd->slow + s->cfg.gossip.probe_interval_ms * 2u;
+    nd->slow = factor;
 }
 
 void gsim_partition(struct gsim *s, const uint8_t *group)
@@ -433,6 +457,14 @@ uint32_t gsim_count_not_in_state(const struct gsim *s, uint32_t member, enum gos
 void gsim_set_loss(struct gsim *s, double loss)
 {
     s->cfg.loss = loss;
+}
+
+void gsim_set_hooks(struct gsim *s, const struct gsim_hooks *hooks)
+{
+    if (hooks)
+        s->hooks = *hooks;
+    else
+        memset(&s->hooks, 0, sizeof s->hooks);
 }
 
 void gsim_print_unconverged(const struct gsim *s)

@@ -42,6 +42,11 @@ struct gsim_stats {
     uint64_t false_deaths;     /* healthy node declared dead (invariant) */
     uint64_t false_suspicions; /* healthy node suspected (events, all observers) */
     uint64_t slow_suspicions;  /* of which about a slowed node */
+    uint64_t raised_healthy;   /* raised by a node's own failed probe, about a
+                                  healthy node that is not slowed (see
+                                  gsim_set_slow) */
+    uint64_t raised_slowed;    /* raised by a failed probe, about a slowed node */
+    uint64_t raised_by_slowed; /* raised by a slowed node's failed probe */
     uint64_t deaths;           /* all DEAD events */
     uint64_t messages;         /* messages sent */
     uint64_t bytes;            /* bytes sent */
@@ -51,6 +56,17 @@ struct gsim_stats {
 };
 
 struct gsim;
+
+/*
+ * Optional observers, for benchmarks and debugging: every event a core emits
+ * (trace events too when gossip.trace is set; from_tick tells a timer's
+ * doing from a message's), and every message the network loses.
+ */
+struct gsim_hooks {
+    void (*event)(void *ctx, uint32_t observer, const struct gossip_event *e, bool from_tick);
+    void (*lost)(void *ctx, uint32_t from, uint32_t to, const uint8_t *msg, uint32_t len);
+    void *ctx;
+};
 
 /* NX_SIM_QUICK=1, or a sanitizer build: callers run fewer seeds and members. */
 bool gsim_quick(void);
@@ -72,6 +88,12 @@ void gsim_crash(struct gsim *s, uint32_t node);
  */
 int gsim_restart(struct gsim *s, uint32_t node, uint64_t incarnation, uint32_t via);
 void gsim_leave(struct gsim *s, uint32_t node);
+/*
+ * factor 1 ends a slowdown. For the suspicion counts in gsim_stats a node
+ * still counts as slowed after that for lat_max_ms * factor (messages sent
+ * to it while slowed are still arriving late) plus two protocol periods
+ * (probes that met the slowdown are still ending).
+ */
 void gsim_set_slow(struct gsim *s, uint32_t node, uint32_t factor);
 /* group[i] for each node; messages between groups are lost. NULL heals. */
 void gsim_partition(struct gsim *s, const uint8_t *group);
@@ -89,5 +111,7 @@ uint64_t gsim_unconverged_pairs(const struct gsim *s);
 /* Prints those pairs to stderr (for failing tests). */
 void gsim_print_unconverged(const struct gsim *s);
 void gsim_set_loss(struct gsim *s, double loss);
+/* Installs observers (copied); NULL removes them. */
+void gsim_set_hooks(struct gsim *s, const struct gsim_hooks *hooks);
 
 #endif

@@ -4,7 +4,8 @@
  * One seed is one run: 3 or 5 voters plus 0-2 learners, a virtual clock in
  * milliseconds, and a network that loses, duplicates, delays and reorders
  * messages and goes through symmetric, asymmetric and partial partitions.
- * Nodes crash (sometimes between persisting a ready and sending it) and
+ * Nodes crash (sometimes between persisting a ready and sending it, or
+ * between a leader's early sends and its write) and
  * restart from their raft_mem storage; their clocks stall and then burst.
  * Clients put, get and delete on a tiny key space through the leader (gets by
  * ReadIndex or through the log) and record an invoke/return history. The
@@ -553,6 +554,14 @@ static void process_node(struct sim *s, struct node *nd)
     while (nd->up && raft_has_ready(nd->r) && guard++ < 64 && !s->failed) {
         struct raft_ready rd;
         raft_ready(nd->r, &rd);
+        /* 0. a leader's appends and heartbeats leave before its own write */
+        for (size_t i = 0; i < rd.n_msgs_early; i++)
+            net_send(s, &rd.msgs[i]);
+        if (s->faults && rd.n_msgs_early > 0 && chance(s, 3)) {
+            /* crash after sending early, before the write: the entries are lost here */
+            node_crash(s, nd);
+            return;
+        }
         /* 1. persist */
         if (rd.has_hard_state) {
             const struct raft_hard_state *hs = &rd.hard_state;
@@ -576,8 +585,8 @@ static void process_node(struct sim *s, struct node *nd)
             trace(s, "node %llu event=%s term=%llu a=%llu b=%llu", (unsigned long long)nd->id,
                   raft_event_name(rd.events[i].type), (unsigned long long)rd.events[i].term,
                   (unsigned long long)rd.events[i].a, (unsigned long long)rd.events[i].b);
-        /* 2. send */
-        for (size_t i = 0; i < rd.n_msgs; i++)
+        /* 2. send the rest */
+        for (size_t i = rd.n_msgs_early; i < rd.n_msgs; i++)
             net_send(s, &rd.msgs[i]);
         /* 3. apply */
         if (rd.snapshot) {

@@ -60,6 +60,8 @@ static void three_nodes_elect_exactly_one_leader(void **state)
     }
     assert_int_equal(leaders, 1);
     assert_int_equal(h_propose(&net, lead, "x"), NX_OK);
+    assert_int_equal(h_node(&net, lead)->last_applied, 2);
+    h_tick(&net, 2); /* followers learn the commit index with the next heartbeat */
     for (uint64_t id = 1; id <= 3; id++)
         assert_int_equal(h_node(&net, id)->last_applied, 2);
     h_free(&net);
@@ -315,6 +317,7 @@ static void add_and_remove_servers_one_at_a_time(void **state)
     uint64_t lead = h_leader(&net);
     assert_true(lead == 2 || lead == 4);
     assert_int_equal(h_propose(&net, lead, "ok"), NX_OK);
+    h_tick(&net, 2); /* the commit index reaches followers with a heartbeat */
     assert_int_equal(h_node(&net, lead == 2 ? 4 : 2)->last_applied,
                      raft_last_index(h_node(&net, lead)->r));
     h_free(&net);
@@ -553,6 +556,142 @@ static void corrupt_storage_is_refused_at_start(void **state)
     assert_int_equal(raft_create(&cfg, &boot, &r), NX_ERR_INVAL);
 }
 
+/* Feeds node r one append from `from` in term `term` after (prev, prev_term) with one CONF entry.
+ */
+static void step_conf_append(struct raft *r, uint64_t from, uint64_t term, uint64_t prev,
+                             uint64_t prev_term, const struct raft_conf *c)
+{
+    uint8_t buf[256];
+    long n = raft_conf_encode(c, buf, sizeof buf);
+    assert_true(n > 0);
+    struct raft_entry e = {term, prev + 1, RAFT_ENTRY_CONF, (uint32_t)n, buf};
+    struct raft_msg m = {.type = RAFT_MSG_APPEND,
+                         .from = from,
+                         .to = raft_id(r),
+                         .term = term,
+                         .index = prev,
+                         .log_term = prev_term,
+                         .n_entries = 1,
+                         .entries = &e};
+    assert_int_equal(raft_step(r, &m), NX_OK);
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    raft_advance(r, &rd);
+}
+
+/*
+ * A follower's uncommitted CONF entry replaced by a new leader's different
+ * CONF entry at the same index: the configuration in force must follow the
+ * log (I4). Found by the simulator (a stale config let a node win a term
+ * with a quorum of the wrong voters and lose a committed entry).
+ */
+static void conf_entry_replaced_at_same_index_takes_effect(void **state)
+{
+    (void)state;
+    struct raft_config cfg;
+    raft_config_default(&cfg, 2, 1);
+    struct raft_boot boot = {.hard_state = {1, 0, 0}};
+    boot.snapshot.conf = (struct raft_conf){.n_voters = 4, .voters = {1, 2, 3, 4}};
+    struct raft *r;
+    assert_int_equal(raft_create(&cfg, &boot, &r), NX_OK);
+    struct raft_conf without4 = {.n_voters = 3, .voters = {1, 2, 3}};
+    struct raft_conf without3 = {.n_voters = 3, .voters = {1, 2, 4}};
+    step_conf_append(r, 1, 1, 0, 0, &without4); /* leader 1 of term 1 */
+    assert_true(raft_conf_is_voter(raft_current_conf(r), 4) == false);
+    step_conf_append(r, 4, 2, 0, 0, &without3); /* leader 4 of term 2 overwrites index 1 */
+    assert_int_equal(raft_last_index(r), 1);
+    assert_true(raft_conf_is_voter(raft_current_conf(r), 4));
+    assert_false(raft_conf_is_voter(raft_current_conf(r), 3));
+    raft_destroy(r);
+}
+
+/*
+ * Leader appends may leave before the leader's own write (n_msgs_early), and
+ * the leader's unpersisted entries never count towards a quorum (I7): one
+ * follower's acknowledgement of an entry the leader has not persisted yet
+ * does not commit it in a 3-voter cluster; the leader's write does.
+ */
+static void leader_sends_appends_early_and_counts_itself_once_persisted(void **state)
+{
+    (void)state;
+    struct h_net net;
+    h_init(&net, 3, 0, true, true);
+    assert_int_equal(h_elect(&net, 1), 1);
+    struct raft *l = h_node(&net, 1)->r;
+    uint64_t index = 0, commit0 = raft_commit_index(l);
+    assert_int_equal(raft_propose(l, "p", 1, &index), NX_OK);
+    struct raft_progress self;
+    assert_int_equal(raft_progress(l, 1, &self), NX_OK);
+    assert_true(self.match < index);
+    /* An acknowledgement that outran the leader's disk (the host may step it). */
+    struct raft_msg ack = {
+        .type = RAFT_MSG_APPEND_RESP, .from = 2, .to = 1, .term = raft_term(l), .index = index};
+    assert_int_equal(raft_step(l, &ack), NX_OK);
+    assert_int_equal(raft_commit_index(l), commit0);
+    struct raft_ready rd;
+    raft_ready(l, &rd);
+    assert_int_equal(rd.n_entries, 1);
+    assert_int_equal(rd.n_committed, 0);
+    assert_true(rd.n_msgs_early >= 1);
+    for (size_t i = 0; i < rd.n_msgs_early; i++)
+        assert_int_equal(rd.msgs[i].type, RAFT_MSG_APPEND);
+    assert_int_equal(raft_mem_persist(h_node(&net, 1)->mem, &rd), NX_OK);
+    raft_advance(l, &rd);
+    assert_int_equal(raft_commit_index(l), index); /* leader + follower 2, both durable */
+    raft_ready(l, &rd);
+    assert_int_equal(rd.n_committed, 1);
+    assert_int_equal(rd.committed[0].index, index);
+    raft_advance(l, &rd);
+    h_free(&net);
+}
+
+/* Every message leaves without n_msgs_early of a ready that changes term or vote, or acks. */
+static void votes_and_acks_are_never_early(void **state)
+{
+    (void)state;
+    struct raft_config cfg;
+    raft_config_default(&cfg, 1, 1);
+    cfg.pre_vote = false;
+    struct raft_boot boot = {.hard_state = {1, 0, 0}};
+    boot.snapshot.conf = (struct raft_conf){.n_voters = 3, .voters = {1, 2, 3}};
+    struct raft *r;
+    assert_int_equal(raft_create(&cfg, &boot, &r), NX_OK);
+    assert_int_equal(raft_campaign(r), NX_OK);
+    struct raft_ready rd;
+    raft_ready(r, &rd);
+    assert_int_equal(rd.n_msgs, 2); /* votes */
+    assert_int_equal(rd.n_msgs_early, 0);
+    raft_advance(r, &rd);
+    /* One vote makes it leader; the term is durable, so its no-op appends may go early. */
+    struct raft_msg vote = {.type = RAFT_MSG_VOTE_RESP, .from = 2, .to = 1, .term = 2};
+    assert_int_equal(raft_step(r, &vote), NX_OK);
+    assert_int_equal(raft_role(r), RAFT_LEADER);
+    raft_ready(r, &rd);
+    assert_int_equal(rd.n_msgs_early, rd.n_msgs);
+    assert_true(rd.n_msgs > 0);
+    raft_advance(r, &rd);
+    /* A higher term's append: the acknowledgement waits for the new term on disk. */
+    struct raft_msg app = {.type = RAFT_MSG_APPEND, .from = 3, .to = 1, .term = 3, .index = 0};
+    assert_int_equal(raft_step(r, &app), NX_OK);
+    raft_ready(r, &rd);
+    assert_int_equal(rd.n_msgs, 1);
+    assert_int_equal(rd.msgs[0].type, RAFT_MSG_APPEND_RESP);
+    assert_int_equal(rd.n_msgs_early, 0);
+    raft_advance(r, &rd);
+    raft_destroy(r);
+    /* A single voter elects itself in one ready: nothing early (its term is not durable). */
+    boot.snapshot.conf =
+        (struct raft_conf){.n_voters = 1, .n_learners = 1, .voters = {1}, .learners = {2}};
+    assert_int_equal(raft_create(&cfg, &boot, &r), NX_OK);
+    assert_int_equal(raft_campaign(r), NX_OK);
+    assert_int_equal(raft_role(r), RAFT_LEADER);
+    raft_ready(r, &rd);
+    assert_true(rd.n_msgs > 0); /* the append to the learner */
+    assert_int_equal(rd.n_msgs_early, 0);
+    raft_advance(r, &rd);
+    raft_destroy(r);
+}
+
 /* Fixes the CRC trailer after a deliberate change, so the parser itself is exercised. */
 static void fix_crc(uint8_t *buf, size_t len)
 {
@@ -668,24 +807,18 @@ static const char election_transcript[] =
     "n2 -> n1 append_resp term=1 index=1 log_term=0 commit=0 n=0\n"
     "n3 -> n1 append_resp term=1 index=1 log_term=0 commit=0 n=0\n"
     "n1 apply index=1 term=1 len=0\n"
-    "n1 -> n2 append term=1 index=1 log_term=1 commit=1 n=0\n"
-    "n2 apply index=1 term=1 len=0\n"
-    "n2 -> n1 append_resp term=1 index=1 log_term=0 commit=0 n=0\n"
     "n1 -> n2 append term=1 index=1 log_term=1 commit=1 n=1\n"
     "n1 -> n3 append term=1 index=1 log_term=1 commit=1 n=1\n"
+    "n2 apply index=1 term=1 len=0\n"
     "n2 -> n1 append_resp term=1 index=2 log_term=0 commit=0 n=0\n"
     "n3 apply index=1 term=1 len=0\n"
     "n3 -> n1 append_resp term=1 index=2 log_term=0 commit=0 n=0\n"
     "n1 apply index=2 term=1 len=1\n"
-    "n1 -> n2 append term=1 index=2 log_term=1 commit=2 n=0\n"
-    "n1 -> n3 append term=1 index=2 log_term=1 commit=2 n=0\n"
-    "n2 apply index=2 term=1 len=1\n"
-    "n2 -> n1 append_resp term=1 index=2 log_term=0 commit=0 n=0\n"
-    "n3 apply index=2 term=1 len=1\n"
-    "n3 -> n1 append_resp term=1 index=2 log_term=0 commit=0 n=0\n"
     "n1 -> n2 heartbeat term=1 index=0 log_term=0 commit=2 n=0\n"
     "n1 -> n3 heartbeat term=1 index=0 log_term=0 commit=2 n=0\n"
+    "n2 apply index=2 term=1 len=1\n"
     "n2 -> n1 heartbeat_resp term=1 index=0 log_term=0 commit=0 n=0\n"
+    "n3 apply index=2 term=1 len=1\n"
     "n3 -> n1 heartbeat_resp term=1 index=0 log_term=0 commit=0 n=0\n";
 
 static void three_node_election_matches_transcript(void **state)
@@ -779,6 +912,9 @@ int main(void)
         cmocka_unit_test(inflight_window_caps_unacknowledged_appends),
         cmocka_unit_test(proposals_are_checked),
         cmocka_unit_test(corrupt_storage_is_refused_at_start),
+        cmocka_unit_test(conf_entry_replaced_at_same_index_takes_effect),
+        cmocka_unit_test(leader_sends_appends_early_and_counts_itself_once_persisted),
+        cmocka_unit_test(votes_and_acks_are_never_early),
         cmocka_unit_test(mutated_messages_with_valid_checksum_never_crash_a_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

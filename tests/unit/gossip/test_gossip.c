@@ -696,6 +696,245 @@ static void ack_with_newer_incarnation_asks_for_the_record(void **state)
     net_free(&net);
 }
 
+/* ---- Lifeguard timing and suspicion repair ----------------------------------- */
+
+/* Ticks core 0 alone up to `until`, dropping what it sends; counts its SUSPECT events. */
+static int tick_alone(struct net *net, uint64_t until)
+{
+    int suspects = 0;
+    for (; net->now < until; net->now += 10) {
+        gossip_tick(net->cores[0], net->now);
+        struct gossip_ready rd;
+        gossip_ready(net->cores[0], &rd);
+        for (size_t e = 0; e < rd.event_count; e++)
+            suspects += rd.events[e].kind == GOSSIP_EV_SUSPECT;
+        gossip_advance(net->cores[0]);
+    }
+    return suspects;
+}
+
+/* A GOSSIP message from `from` carrying one suspect claim about `about`. */
+static size_t suspect_msg(struct net *net, uint8_t *buf, size_t cap, int about, uint64_t inc,
+                          int from)
+{
+    struct gw_writer w = {.buf = buf, .cap = cap};
+    gw_put_header(&w, GOSSIP_MSG_GOSSIP, 0);
+    gw_put_u16(&w, 1);
+    gw_put_update(&w, GW_SUSPECT, net->ids[about], inc, NULL, 0, net->ids[from]);
+    assert_false(w.overflow);
+    return w.len;
+}
+
+static size_t ack_msg(uint8_t *buf, size_t cap, uint32_t seq, uint64_t inc)
+{
+    struct gw_writer w = {.buf = buf, .cap = cap};
+    gw_put_header(&w, GOSSIP_MSG_ACK, seq);
+    gw_put_u64(&w, inc);
+    gw_put_u16(&w, 0);
+    assert_false(w.overflow);
+    return w.len;
+}
+
+enum verdict_case { NOTHING_BACK, LATE_ACK, ONE_NACK };
+
+static void verdict_without_any_nack_waits_a_period(void **state)
+{
+    (void)state;
+    struct gossip_config cfg = small_config();
+    for (int mode = NOTHING_BACK; mode <= ONE_NACK; mode++) {
+        struct net net;
+        net_init(&net, 5, &cfg);
+        uint8_t ping[1400];
+        size_t len = first_ping(&net, ping, sizeof ping);
+        assert_true(len > 0);
+        uint64_t start = net.now;
+        struct gw_msg msg;
+        assert_int_equal(gw_parse(&msg, ping, len), NX_OK);
+        int target = index_of(&net, msg.target);
+        if (mode == ONE_NACK) { /* one relay answers: our receive path works */
+            assert_int_equal(tick_alone(&net, start + 700), 0);
+            uint8_t nack[64];
+            struct gw_writer w = {.buf = nack, .cap = sizeof nack};
+            gw_put_header(&w, GOSSIP_MSG_NACK, msg.seq);
+            gw_put_u16(&w, 0);
+            int helper = target == 1 ? 2 : 1;
+            assert_int_equal(gossip_receive(net.cores[0], net.now, net.ids[helper], nack, w.len),
+                             NX_OK);
+            assert_int_equal(tick_alone(&net, start + 1100), 1); /* no waiting */
+            assert_int_equal(gossip_health(net.cores[0]), 2);
+            assert_int_equal(gossip_counters(net.cores[0])->verdicts_deferred, 0);
+            net_free(&net);
+            continue;
+        }
+        /* no ack and none of the 3 nacks: at the end of the period the LHM
+         * rises by 3 and the verdict waits one more period */
+        assert_int_equal(tick_alone(&net, start + 1100), 0);
+        assert_int_equal(gossip_health(net.cores[0]), 3);
+        assert_int_equal(gossip_counters(net.cores[0])->verdicts_deferred, 1);
+        assert_int_equal(tick_alone(&net, start + 1500), 0);
+        if (mode == LATE_ACK) { /* our slowness delayed it: the target is cleared */
+            uint8_t ack[64];
+            size_t n = ack_msg(ack, sizeof ack, msg.seq, 1);
+            assert_int_equal(gossip_receive(net.cores[0], net.now, net.ids[target], ack, n), NX_OK);
+        }
+        int suspects = tick_alone(&net, start + 2010);
+        assert_int_equal(suspects, mode == LATE_ACK ? 0 : 1);
+        assert_int_equal(state_of(&net, 0, target),
+                         mode == LATE_ACK ? GOSSIP_ALIVE : GOSSIP_SUSPECT);
+        net_free(&net);
+    }
+}
+
+static void relay_nacks_after_half_a_timeout_and_forwards_a_late_ack(void **state)
+{
+    (void)state;
+    struct gossip_config cfg = small_config();
+    struct net net;
+    net_init(&net, 3, &cfg);
+    /* core 0 asks core 1 to ping core 2 */
+    uint8_t buf[512];
+    struct gw_writer w = {.buf = buf, .cap = sizeof buf};
+    gw_put_header(&w, GOSSIP_MSG_PING_REQ, 55);
+    gw_put_bytes(&w, net.ids[2], GOSSIP_ID_BYTES);
+    gw_put_addr(&w, "10.0.0.2:7946");
+    gw_put_addr(&w, "10.0.0.0:7946");
+    gw_put_u16(&w, 0);
+    assert_false(w.overflow);
+    uint64_t t0 = net.now;
+    assert_int_equal(gossip_receive(net.cores[1], t0, net.ids[0], buf, w.len), NX_OK);
+    uint8_t ping[1400];
+    size_t len = take_msg(&net, 1, GOSSIP_MSG_PING, ping, sizeof ping);
+    assert_true(len > 0);
+    struct gw_msg msg;
+    assert_int_equal(gw_parse(&msg, ping, len), NX_OK);
+    uint8_t out[1400];
+    gossip_tick(net.cores[1], t0 + cfg.probe_timeout_ms / 2 - 1);
+    assert_int_equal(take_msg(&net, 1, GOSSIP_MSG_NACK, out, sizeof out), 0);
+    gossip_tick(net.cores[1], t0 + cfg.probe_timeout_ms / 2);
+    assert_true(take_msg(&net, 1, GOSSIP_MSG_NACK, out, sizeof out) > 0);
+    /* the target's ack comes after the nack: still forwarded, with our seq 55 */
+    uint8_t ack[64];
+    size_t n = ack_msg(ack, sizeof ack, msg.seq, 4);
+    assert_int_equal(gossip_receive(net.cores[1], t0 + 700, net.ids[2], ack, n), NX_OK);
+    len = take_msg(&net, 1, GOSSIP_MSG_ACK, out, sizeof out);
+    assert_true(len > 0);
+    assert_int_equal(gw_parse(&msg, out, len), NX_OK);
+    assert_int_equal(msg.seq, 55);
+    assert_int_equal(msg.incarnation, 4);
+    net_free(&net);
+}
+
+static void ack_with_newer_incarnation_ends_our_suspicion(void **state)
+{
+    (void)state;
+    struct gossip_config cfg = small_config();
+    struct net net;
+    net_init(&net, 4, &cfg);
+    uint8_t buf[512];
+    size_t n = suspect_msg(&net, buf, sizeof buf, 1, 1, 2);
+    assert_int_equal(gossip_receive(net.cores[0], net.now, net.ids[2], buf, n), NX_OK);
+    assert_int_equal(state_of(&net, 0, 1), GOSSIP_SUSPECT);
+    /* core 0 probes the suspect next; the suspicion rides on the ping */
+    uint8_t ping[1400];
+    size_t len = first_ping(&net, ping, sizeof ping);
+    struct gw_msg msg;
+    assert_int_equal(gw_parse(&msg, ping, len), NX_OK);
+    assert_memory_equal(msg.target, net.ids[1], GOSSIP_ID_BYTES);
+    struct gw_update u;
+    gw_next_update(&msg.updates, &u);
+    assert_int_equal(u.kind, GW_SUSPECT);
+    /* member 1 had refuted at incarnation 2: its ack proves it */
+    uint8_t ack[64];
+    n = ack_msg(ack, sizeof ack, msg.seq, 2);
+    assert_int_equal(gossip_receive(net.cores[0], net.now, net.ids[1], ack, n), NX_OK);
+    assert_int_equal(state_of(&net, 0, 1), GOSSIP_ALIVE);
+    /* an older claim is ignored now; one at the proven incarnation is not */
+    n = suspect_msg(&net, buf, sizeof buf, 1, 1, 3);
+    assert_int_equal(gossip_receive(net.cores[0], net.now, net.ids[3], buf, n), NX_OK);
+    assert_int_equal(state_of(&net, 0, 1), GOSSIP_ALIVE);
+    n = suspect_msg(&net, buf, sizeof buf, 1, 2, 3);
+    assert_int_equal(gossip_receive(net.cores[0], net.now, net.ids[3], buf, n), NX_OK);
+    assert_int_equal(state_of(&net, 0, 1), GOSSIP_SUSPECT);
+    net_free(&net);
+}
+
+static void ping_req_about_a_suspect_carries_the_suspicion(void **state)
+{
+    (void)state;
+    struct gossip_config cfg = small_config();
+    struct net net;
+    net_init(&net, 5, &cfg);
+    uint8_t buf[512];
+    size_t n = suspect_msg(&net, buf, sizeof buf, 1, 1, 2);
+    assert_int_equal(gossip_receive(net.cores[0], net.now, net.ids[2], buf, n), NX_OK);
+    uint8_t ping[1400];
+    assert_true(first_ping(&net, ping, sizeof ping) > 0); /* to the suspect */
+    /* member 3 pings core 0 until the suspicion has had all its broadcasts */
+    for (int k = 0; k < 4; k++) {
+        struct gw_writer w = {.buf = buf, .cap = sizeof buf};
+        gw_put_header(&w, GOSSIP_MSG_PING, 90 + (uint32_t)k);
+        gw_put_bytes(&w, net.ids[0], GOSSIP_ID_BYTES);
+        gw_put_addr(&w, "10.0.0.3:7946");
+        gw_put_u16(&w, 0);
+        assert_int_equal(gossip_receive(net.cores[0], net.now, net.ids[3], buf, w.len), NX_OK);
+        uint8_t ack[1400];
+        assert_true(take_msg(&net, 0, GOSSIP_MSG_ACK, ack, sizeof ack) > 0);
+    }
+    uint8_t req[1400];
+    size_t len = 0;
+    for (int step = 0; step < 100 && len == 0; step++) {
+        net.now += 10;
+        gossip_tick(net.cores[0], net.now);
+        len = take_msg(&net, 0, GOSSIP_MSG_PING_REQ, req, sizeof req);
+    }
+    assert_true(len > 0);
+    struct gw_msg msg;
+    assert_int_equal(gw_parse(&msg, req, len), NX_OK);
+    assert_memory_equal(msg.target, net.ids[1], GOSSIP_ID_BYTES);
+    struct gw_update u;
+    gw_next_update(&msg.updates, &u);
+    assert_int_equal(u.kind, GW_SUSPECT);
+    assert_memory_equal(u.id, net.ids[1], GOSSIP_ID_BYTES);
+    net_free(&net);
+}
+
+static void suspect_gets_a_last_call_before_its_timeout(void **state)
+{
+    (void)state;
+    struct gossip_config cfg = small_config();
+    cfg.lifeguard_awareness = false; /* periods stay 1 s: a fixed deadline */
+    struct net net;
+    net_init(&net, 8, &cfg);
+    /* four independent accusers (k = 3 confirmations): the minimum timeout */
+    uint8_t buf[512];
+    for (int from = 2; from <= 5; from++) {
+        size_t n = suspect_msg(&net, buf, sizeof buf, 1, 1, from);
+        assert_int_equal(gossip_receive(net.cores[0], net.now, net.ids[from], buf, n), NX_OK);
+    }
+    uint64_t deadline = net.now + gossip_suspicion_timeout_ms(net.cores[0], 3);
+    assert_int_equal(deadline - net.now, 4000);
+    /* nothing answers; core 0 pings the suspect next, then once more when
+     * its deadline is two periods away, not only when the round comes back */
+    int pings = 0;
+    for (; net.now < deadline; net.now += 10) {
+        gossip_tick(net.cores[0], net.now);
+        struct gossip_ready rd;
+        gossip_ready(net.cores[0], &rd);
+        for (size_t k = 0; k < rd.msg_count; k++) {
+            struct gw_msg msg;
+            if (rd.msgs[k].data[1] == GOSSIP_MSG_PING &&
+                gw_parse(&msg, rd.msgs[k].data, rd.msgs[k].len) == NX_OK &&
+                memcmp(msg.target, net.ids[1], GOSSIP_ID_BYTES) == 0)
+                pings++;
+        }
+        gossip_advance(net.cores[0]);
+    }
+    assert_int_equal(pings, 2);
+    assert_int_equal(tick_alone(&net, deadline + 20), 0);
+    assert_int_equal(state_of(&net, 0, 1), GOSSIP_DEAD);
+    net_free(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -717,6 +956,11 @@ int main(void)
         cmocka_unit_test(full_table_forgets_oldest_dead_member_for_a_newcomer),
         cmocka_unit_test(stale_suspicion_is_corrected_in_the_ack),
         cmocka_unit_test(ack_with_newer_incarnation_asks_for_the_record),
+        cmocka_unit_test(verdict_without_any_nack_waits_a_period),
+        cmocka_unit_test(relay_nacks_after_half_a_timeout_and_forwards_a_late_ack),
+        cmocka_unit_test(ack_with_newer_incarnation_ends_our_suspicion),
+        cmocka_unit_test(ping_req_about_a_suspect_carries_the_suspicion),
+        cmocka_unit_test(suspect_gets_a_last_call_before_its_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

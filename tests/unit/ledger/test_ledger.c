@@ -104,6 +104,36 @@ static void bad_signature_is_rejected_audited_and_changes_nothing(void **state)
     fx_free(&f);
 }
 
+/* The memo of ledger_cmd_precheck (one verification per node) keys on the whole
+ * command, signature included: a forgery of a checked command is still refused. */
+static void signature_memo_reuses_a_check_only_for_the_same_bytes(void **state)
+{
+    (void)state;
+    struct fx f;
+    setup_money(&f);
+    assert_int_equal(ledger_sig_memo_enable(&f.l), 0);
+    struct ledger_cmd c;
+    fx_transfer_cmd(&f, &c, &alice_key, "alice", "bob", 10);
+    size_t len;
+    uint8_t *good = fx_entry(&f, &c, alice_key.sk, &len);
+    uint8_t *forged = malloc(len);
+    assert_non_null(forged);
+    memcpy(forged, good, len);
+    forged[len - 1] ^= 1;
+    const size_t hdr = LEDGER_ENTRY_HEADER_BYTES;
+    assert_int_equal(ledger_cmd_precheck(&f.l, forged + hdr, len - hdr), NX_ERR_BAD_SIG);
+    assert_int_equal(ledger_cmd_precheck(&f.l, good + hdr, len - hdr), 0);
+    struct ledger_result r;
+    assert_int_equal(fx_apply_entry(&f, forged, len, &r), LEDGER_REJ_BAD_SIG);
+    assert_int_equal(balance(&f, "alice"), 100);
+    assert_int_equal(fx_apply_entry(&f, good, len, &r), LEDGER_OK);
+    assert_int_equal(balance(&f, "alice"), 90);
+    free(good);
+    free(forged);
+    ledger_fini(&f.l);
+    fx_free(&f);
+}
+
 static void signature_by_someone_else_than_author_is_rejected(void **state)
 {
     (void)state;
@@ -1119,6 +1149,7 @@ int main(void)
         cmocka_unit_test(genesis_sets_operator_and_second_genesis_is_rejected),
         cmocka_unit_test(command_before_genesis_is_rejected),
         cmocka_unit_test(bad_signature_is_rejected_audited_and_changes_nothing),
+        cmocka_unit_test(signature_memo_reuses_a_check_only_for_the_same_bytes),
         cmocka_unit_test(signature_by_someone_else_than_author_is_rejected),
         cmocka_unit_test(wrong_cluster_is_rejected),
         cmocka_unit_test(malformed_entries_are_rejected_and_audited),
