@@ -359,6 +359,14 @@ static int exec_agent_publish(struct actx *x)
     if (!ledger_agent_sig_ok(c->name, c->version, c->manifest_hash, c->bundle_hash,
                              c->publisher_sig, x->cmd->author))
         return LEDGER_REJ_BAD_PUBLISHER_SIG;
+    /* The manifest is stored so every member can search capabilities; it must be
+     * the one the publisher signed (through manifest_hash). */
+    uint8_t mh[LEDGER_HASH_BYTES];
+    crypto_generichash(mh, sizeof mh, c->manifest, c->manifest_len, NULL, 0);
+    if (c->manifest_len == 0 || sodium_memcmp(mh, c->manifest_hash, LEDGER_HASH_BYTES) != 0)
+        return LEDGER_REJ_BAD_MANIFEST;
+    struct key mk;
+    key_manifest(&mk, c->name, c->version);
     struct rec_agent a;
     memset(&a, 0, sizeof a);
     strcpy(a.tenant, c->tenant);
@@ -367,7 +375,8 @@ static int exec_agent_publish(struct actx *x)
     memcpy(a.publisher, x->cmd->author, LEDGER_KEY_BYTES);
     memcpy(a.publisher_sig, c->publisher_sig, LEDGER_SIG_BYTES);
     if ((rc = ledger_batch_put(x->b, nk.b, nk.len, (const uint8_t *)c->tenant, strlen(c->tenant))) <
-        0)
+            0 ||
+        (rc = ledger_batch_put(x->b, mk.b, mk.len, c->manifest, c->manifest_len)) < 0)
         return rc;
     return rec_put(x->b, &vk, rec_agent_fields, &a);
 }
@@ -772,6 +781,7 @@ static const char *const REASONS[LEDGER_REJ__COUNT] = {
     [LEDGER_REJ_NODE_EXISTS] = "node already admitted",
     [LEDGER_REJ_BAD_PUBLISHER_SIG] = "bad publisher signature",
     [LEDGER_REJ_DEPRECATED] = "agent version deprecated",
+    [LEDGER_REJ_BAD_MANIFEST] = "manifest missing or not the one manifest_hash names",
     [LEDGER_REJ_BAD_VALUE] = "bad value",
     [LEDGER_REJ_UNKNOWN_TENANT] = "unknown tenant",
     [LEDGER_REJ_STALE] = "command older than the command window",

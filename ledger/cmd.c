@@ -30,6 +30,18 @@ _Static_assert(16 + 1 + 3 + 4 + LEDGER_CLUSTER_ID_BYTES + LEDGER_KEY_BYTES + LED
                    LEDGER_CMD_HEADER_BYTES,
                "command header layout");
 
+/* A publish command's manifest: u32 length | bytes, at most LEDGER_MANIFEST_MAX_BYTES. */
+static void body_manifest(struct codec *c, struct ledger_cmd_agent_publish *p)
+{
+    size_t n = p->manifest_len;
+    if (!c->decode && n > LEDGER_MANIFEST_MAX_BYTES) {
+        c->err = true;
+        return;
+    }
+    f_blob(c, p->manifest, &n, LEDGER_MANIFEST_MAX_BYTES);
+    p->manifest_len = (uint32_t)n;
+}
+
 /* The body layout of each command type, in both directions. */
 static void body_fields(struct codec *c, uint8_t type, struct ledger_cmd *cmd)
 {
@@ -74,6 +86,7 @@ static void body_fields(struct codec *c, uint8_t type, struct ledger_cmd *cmd)
         f_fixed(c, cmd->u.publish.manifest_hash, LEDGER_HASH_BYTES);
         f_fixed(c, cmd->u.publish.bundle_hash, LEDGER_HASH_BYTES);
         f_fixed(c, cmd->u.publish.publisher_sig, LEDGER_SIG_BYTES);
+        body_manifest(c, &cmd->u.publish);
         break;
     case LEDGER_CMD_AGENT_DEPRECATE:
         f_name(c, cmd->u.deprecate.name, 0);

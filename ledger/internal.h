@@ -15,6 +15,7 @@
  *   account/<name>          struct rec_account
  *   agent/<name>            owning tenant of the agent name
  *   agent/<name>/<version>  struct rec_agent
+ *   agentm/<name>/<version> the version's manifest bytes (raw)
  *   deploy/<name>           struct rec_deploy
  *   perm/<key32><action>/<resource>   empty value
  *   tx/<u64 BE seq>         transaction bytes | prev hash | hash
@@ -128,6 +129,8 @@ int merged_first(struct ledger_store *store, const struct ledger_batch *batch, c
                  struct key *out) NX_MUST_USE;
 /* agent/<name>/<version> */
 void key_agent(struct key *k, const char *name, const char *version);
+/* agentm/<name>/<version> */
+void key_manifest(struct key *k, const char *name, const char *version);
 int rec_put(struct ledger_batch *batch, const struct key *k, rec_fields_fn fields,
             void *rec) NX_MUST_USE;
 

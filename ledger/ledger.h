@@ -49,6 +49,10 @@
 #define LEDGER_CMD_HEADER_BYTES 112
 #define LEDGER_ENTRY_HEADER_BYTES 16
 #define LEDGER_REASON_TEXT_BYTES 256
+/* An agent version's manifest travels in its publish command and is stored in
+ * the registry (so every member can search capabilities); it must fit one
+ * stored value. Larger schemas belong in the bundle's files. */
+#define LEDGER_MANIFEST_MAX_BYTES LEDGER_MAX_VALUE_BYTES
 /* Default command window: a command whose created_ms is further than this from
  * the apply time is refused (STALE / FUTURE), which lets the state machine
  * forget idempotency records older than the window. Genesis may set another. */
@@ -171,7 +175,9 @@ struct ledger_cmd_agent_publish {
     char tenant[LEDGER_STR_CAP];
     uint8_t manifest_hash[LEDGER_HASH_BYTES];
     uint8_t bundle_hash[LEDGER_HASH_BYTES];
-    uint8_t publisher_sig[LEDGER_SIG_BYTES]; /* ledger_agent_sign() by the author */
+    uint8_t publisher_sig[LEDGER_SIG_BYTES];     /* ledger_agent_sign() by the author */
+    uint32_t manifest_len;                       /* 1..LEDGER_MANIFEST_MAX_BYTES */
+    uint8_t manifest[LEDGER_MANIFEST_MAX_BYTES]; /* BLAKE2b-256 must equal manifest_hash */
 };
 struct ledger_cmd_agent_deprecate {
     char name[LEDGER_STR_CAP];
@@ -336,9 +342,10 @@ enum ledger_reason {
     LEDGER_REJ_DEPRECATED = 19,
     LEDGER_REJ_BAD_VALUE = 20, /* zero amount, replicas over the limit, self transfer */
     LEDGER_REJ_UNKNOWN_TENANT = 21,
-    LEDGER_REJ_STALE = 22,  /* created_ms older than the command window */
-    LEDGER_REJ_FUTURE = 23, /* created_ms further ahead than the command window */
-    LEDGER_REJ__COUNT = 24
+    LEDGER_REJ_STALE = 22,        /* created_ms older than the command window */
+    LEDGER_REJ_FUTURE = 23,       /* created_ms further ahead than the command window */
+    LEDGER_REJ_BAD_MANIFEST = 24, /* publish: manifest empty or its hash is not manifest_hash */
+    LEDGER_REJ__COUNT = 25
 };
 
 const char *ledger_reason_str(int reason);
@@ -493,6 +500,10 @@ int ledger_agent_get(const struct ledger *l, const char *name, const char *versi
                      struct ledger_agent *out) NX_MUST_USE;
 int ledger_deployment_get(const struct ledger *l, const char *name,
                           struct ledger_deployment *out) NX_MUST_USE;
+/* The manifest bytes stored with an agent version (cap >= LEDGER_MANIFEST_MAX_BYTES is
+ * always enough). NX_ERR_NOT_FOUND, NX_ERR_TOO_BIG (with *len set) when cap is short. */
+int ledger_agent_manifest_get(const struct ledger *l, const char *name, const char *version,
+                              uint8_t *buf, size_t cap, size_t *len) NX_MUST_USE;
 /* Would subject be allowed action on resource by a grant (not counting the
  * operator and owner rules)? For the API's own checks. */
 bool ledger_perm_granted(const struct ledger *l, const uint8_t subject[LEDGER_KEY_BYTES],

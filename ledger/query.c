@@ -490,6 +490,16 @@ int ledger_agent_get(const struct ledger *l, const char *name, const char *versi
     return 0;
 }
 
+int ledger_agent_manifest_get(const struct ledger *l, const char *name, const char *version,
+                              uint8_t *buf, size_t cap, size_t *len)
+{
+    if (!ledger_name_ok(name) || !ledger_name_ok(version))
+        return NX_ERR_INVAL;
+    struct key k;
+    key_manifest(&k, name, version);
+    return raw_get(l->store, NULL, &k, buf, cap, len);
+}
+
 int ledger_deployment_get(const struct ledger *l, const char *name, struct ledger_deployment *out)
 {
     if (!ledger_name_ok(name))

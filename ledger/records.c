@@ -264,6 +264,13 @@ void key_agent(struct key *k, const char *name, const char *version)
     key_make(k, "agent/", name, strnlen(name, LEDGER_NAME_MAX), tail, (size_t)n);
 }
 
+void key_manifest(struct key *k, const char *name, const char *version)
+{
+    char tail[LEDGER_STR_CAP + 1];
+    int n = snprintf(tail, sizeof tail, "/%s", version);
+    key_make(k, "agentm/", name, strnlen(name, LEDGER_NAME_MAX), tail, (size_t)n);
+}
+
 int perm_granted(struct ledger_store *store, const struct ledger_batch *batch,
                  const uint8_t *subject, const char *action, const char *resource)
 {

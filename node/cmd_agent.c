@@ -1,7 +1,7 @@
 /*
  * cmd_agent.c - `nexus agent SUBCOMMAND`: dispatches to the agent commands.
- * Today: run-local (cmd_agent_local.c). Publishing and running agents across
- * the mesh join here as they are built.
+ * run-local (cmd_agent_local.c) runs a bundle here with no cluster; publish,
+ * list, show, search, run and plan (cmd_agent_mesh.c) talk to a node.
  */
 #include <stdio.h>
 #include <string.h>
@@ -17,15 +17,23 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
+    {"publish", cmd_agent_publish, &cmd_agent_publish_spec},
+    {"deprecate", cmd_agent_deprecate, &cmd_agent_deprecate_spec},
+    {"list", cmd_agent_list, &cmd_agent_list_spec},
+    {"show", cmd_agent_show, &cmd_agent_show_spec},
+    {"search", cmd_agent_search, &cmd_agent_search_spec},
+    {"run", cmd_agent_run, &cmd_agent_run_spec},
+    {"plan", cmd_agent_plan, &cmd_agent_plan_spec},
     {"run-local", cmd_agent_run_local, &cmd_agent_run_local_spec},
 };
 
 static const struct cli_opt no_opts[] = {{"json", NULL, NULL, NULL, "(per subcommand)", false}};
 
-const struct cli_cmd cmd_agent_spec = {"agent", "SUBCOMMAND ...",
-                                       "agent commands: run-local (see 'nexus agent SUBCOMMAND "
-                                       "--help')",
-                                       no_opts, 0};
+const struct cli_cmd cmd_agent_spec = {
+    "agent", "SUBCOMMAND ...",
+    "agent commands: publish, deprecate, list, show, search, run, plan, "
+    "run-local (see 'nexus agent SUBCOMMAND --help')",
+    no_opts, 0};
 
 void cmd_agent_print_help(FILE *out)
 {

@@ -18,6 +18,14 @@ int cmd_leave(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 /* Prints the help of every agent subcommand (for `nexus --help`). */
 void cmd_agent_print_help(FILE *out);
+/* Agent subcommands over the mesh (cmd_agent_mesh.c); argv[0] is the subcommand. */
+int cmd_agent_publish(int argc, char **argv);
+int cmd_agent_deprecate(int argc, char **argv);
+int cmd_agent_list(int argc, char **argv);
+int cmd_agent_show(int argc, char **argv);
+int cmd_agent_search(int argc, char **argv);
+int cmd_agent_run(int argc, char **argv);
+int cmd_agent_plan(int argc, char **argv);
 int cmd_kv(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
 int cmd_account(int argc, char **argv);
@@ -32,6 +40,13 @@ extern const struct cli_cmd cmd_status_spec;
 extern const struct cli_cmd cmd_members_spec;
 extern const struct cli_cmd cmd_leave_spec;
 extern const struct cli_cmd cmd_agent_spec;
+extern const struct cli_cmd cmd_agent_publish_spec;
+extern const struct cli_cmd cmd_agent_deprecate_spec;
+extern const struct cli_cmd cmd_agent_list_spec;
+extern const struct cli_cmd cmd_agent_show_spec;
+extern const struct cli_cmd cmd_agent_search_spec;
+extern const struct cli_cmd cmd_agent_run_spec;
+extern const struct cli_cmd cmd_agent_plan_spec;
 extern const struct cli_cmd cmd_kv_spec;
 extern const struct cli_cmd cmd_ledger_spec;
 extern const struct cli_cmd cmd_account_spec;

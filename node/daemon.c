@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent_host.h"
 #include "api.h"
 #include "commands.h"
 #include "gossip_host.h"
@@ -27,6 +28,7 @@
 #include "mesh.h"
 #include "node.h"
 #include "raft_host.h"
+#include "resources.h"
 
 #define DEFAULT_DATA_DIR "/var/lib/nexus"
 
@@ -57,6 +59,9 @@ static const struct cli_opt node_opts[] = {
     {"label", "KEY=VALUE", NULL, NULL, "a label advertised to the mesh", true},
     {"gpus", "N", "0", NULL, "GPUs to advertise; 0 detects them through NVML", false},
     {"gpu-mem-mb", "MB", "0", NULL, "memory per advertised GPU", false},
+    {"cpu-millicores", "N", "0", NULL,
+     "CPU to advertise and admit runs against, all free; 0 detects it (load included)", false},
+    {"mem-mb", "MB", "0", NULL, "memory to advertise and admit runs against; 0 detects it", false},
     {"log-level", "LEVEL", "info", "NEXUS_LOG_LEVEL", "debug, info, warn or error", false},
     {"raft-tick-ms", "MS", "50", NULL,
      "Raft tick; heartbeat is 1 tick, election timeout 6..12 ticks", false},
@@ -88,6 +93,8 @@ struct node_config {
     uint32_t gossip_interval_ms;
     int gpus;
     uint64_t gpu_mem_bytes;
+    uint32_t cpu_millicores; /* 0: detected */
+    uint64_t mem_bytes;      /* 0: detected */
     uint32_t raft_tick_ms;
     uint64_t raft_snapshot_every;
     uint32_t voter_target;
@@ -106,6 +113,7 @@ struct node_daemon {
     struct mesh *mesh;
     struct gossip_host *gossip;
     struct raft_host *raft;
+    struct agent_host *agents;
     struct join_server *join;
     char *peers; /* owned: --peer entries plus the members a join taught us */
     ev_signal sig_int, sig_term;
@@ -169,6 +177,12 @@ static bool config_build(struct node_config *cfg, const struct cli_values *vals)
     cfg->voter_grace_ms = (uint32_t)grace_ms;
     cfg->gpus = (int)gpus;
     cfg->gpu_mem_bytes = gpu_mem_mb << 20;
+    unsigned long long cpu_mc = 0, mem_mb = 0;
+    if (!cli_get_u64(spec, vals, "cpu-millicores", NODE_CPU_MILLICORES_MAX, &cpu_mc) ||
+        !cli_get_u64(spec, vals, "mem-mb", 1ull << 30, &mem_mb))
+        return false;
+    cfg->cpu_millicores = (uint32_t)cpu_mc;
+    cfg->mem_bytes = (uint64_t)mem_mb << 20;
     cfg->labels = cli_get(spec, vals, "label");
     cfg->advertise = cli_get(spec, vals, "advertise");
     if (strcmp(cfg->advertise, "the --bind address") == 0)
@@ -332,6 +346,21 @@ static enum api_result handle_ledger_read(void *ctx, struct api_request *req)
     return raft_host_api_ledger_read(((struct node_daemon *)ctx)->raft, req);
 }
 
+static enum api_result handle_agents(void *ctx, struct api_request *req)
+{
+    return agent_host_api_agents(((struct node_daemon *)ctx)->agents, req);
+}
+
+static enum api_result handle_run(void *ctx, struct api_request *req)
+{
+    return agent_host_api_run(((struct node_daemon *)ctx)->agents, req);
+}
+
+static enum api_result handle_bundle(void *ctx, struct api_request *req)
+{
+    return agent_host_api_bundle(((struct node_daemon *)ctx)->agents, req);
+}
+
 static const struct api_route routes[] = {
     {"GET", "/v1/health", true, handle_health},
     {"GET", "/v1/status", false, handle_status},
@@ -344,6 +373,10 @@ static const struct api_route routes[] = {
     {"GET", "/v1/ledger/*", false, handle_ledger_read},
     {"POST", "/v1/raft/members", false, handle_member_add},
     {"DELETE", "/v1/raft/members/*", false, handle_member_remove},
+    {"GET", "/v1/agents", false, handle_agents},
+    {"GET", "/v1/agents/*", false, handle_agents},
+    {"POST", "/v1/runs", false, handle_run},
+    {"PUT", "/v1/bundles/*", false, handle_bundle},
 };
 
 /* ---- life cycle ----------------------------------------------------------- */
@@ -499,8 +532,10 @@ static int start_services(struct node_daemon *d)
     char err[512];
     if (start_mesh_and_join(d) != 0)
         return -1;
-    struct gossip_host_config gc = {d->cfg.advertise,          d->peers,    d->cfg.labels,
-                                    d->cfg.gossip_interval_ms, d->cfg.gpus, d->cfg.gpu_mem_bytes};
+    struct gossip_host_config gc = {d->cfg.advertise,      d->peers,
+                                    d->cfg.labels,         d->cfg.gossip_interval_ms,
+                                    d->cfg.gpus,           d->cfg.gpu_mem_bytes,
+                                    d->cfg.cpu_millicores, d->cfg.mem_bytes};
     if (gossip_host_start(&d->gossip, d->loop, d->mesh, &d->id, &gc, err, sizeof err) != NX_OK) {
         cli_error("%s", err);
         return -1;
@@ -517,6 +552,15 @@ static int start_services(struct node_daemon *d)
     }
     if (join_serve(&d->join, d->mesh, d->raft, d->gossip, &d->id, d->cfg.advertise) != NX_OK) {
         cli_error("node: out of memory");
+        return -1;
+    }
+    struct agent_host_config ac = {
+        d->cfg.data_dir,        d->cluster_id,         d->cfg.labels,    d->cfg.gpus,
+        d->cfg.gpu_mem_bytes,   d->cfg.cpu_millicores, d->cfg.mem_bytes, 0,
+        AGENT_HOST_POOL_DEFAULT};
+    if (agent_host_start(&d->agents, d->loop, d->mesh, d->gossip, d->raft, &d->id, &ac, err,
+                         sizeof err) != NX_OK) {
+        cli_error("%s", err);
         return -1;
     }
     ev_timer_init(&d->role_timer, on_role_timer, 0.2, 0.5);
@@ -558,6 +602,7 @@ static void daemon_close(struct node_daemon *d)
     if (d->loop)
         ev_timer_stop(d->loop, &d->role_timer);
     api_server_stop(d->api);
+    agent_host_stop(d->agents);
     raft_host_stop(d->raft); /* no callback into the join server after this */
     join_serve_stop(d->join);
     gossip_host_stop(d->gossip);

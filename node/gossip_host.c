@@ -35,6 +35,9 @@ struct gossip_host {
     struct gossip_core *core;
     struct gossip_meta meta;
     int gpus;
+    uint32_t cpu_override_millicores;
+    uint64_t mem_override_bytes;
+    const struct node_reserved *reserved; /* borrowed: what admitted runs hold, or NULL */
     uint64_t gpu_mem_bytes;
     ev_timer tick;
     ev_timer refresh;
@@ -123,13 +126,27 @@ static bool meta_changed(const struct gossip_meta *a, const struct gossip_meta *
            a->gpu_count != b->gpu_count;
 }
 
-static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
+static int detect(const struct gossip_host *h, struct node_resources *r)
 {
-    (void)loop;
-    (void)revents;
-    struct gossip_host *h = w->data;
+    struct node_detect_opts opts = {.gpus = h->gpus,
+                                    .gpu_mem_bytes = h->gpu_mem_bytes,
+                                    .cpu_override_millicores = h->cpu_override_millicores,
+                                    .mem_override_bytes = h->mem_override_bytes};
+    int rc = node_resources_detect_opts(r, &opts);
+    if (rc == NX_OK && h->reserved)
+        node_resources_subtract(r, h->reserved); /* advertise what is really left */
+    return rc;
+}
+
+void gossip_host_set_reserved(struct gossip_host *h, const struct node_reserved *rv)
+{
+    h->reserved = rv;
+}
+
+void gossip_host_refresh(struct gossip_host *h)
+{
     struct node_resources r;
-    if (node_resources_detect(&r, h->gpus, h->gpu_mem_bytes) != NX_OK)
+    if (detect(h, &r) != NX_OK)
         return;
     struct gossip_meta next = h->meta;
     meta_set_resources(&next, &r);
@@ -139,6 +156,13 @@ static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
         h->meta = next;
         drain(h);
     }
+}
+
+static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    gossip_host_refresh(w->data);
 }
 
 static int parse_labels(struct gossip_meta *m, const char *labels, char *err, size_t cap)
@@ -210,7 +234,7 @@ static int build_meta(struct gossip_host *h, const struct gossip_host_config *cf
     snprintf(m->addr, sizeof m->addr, "%s", cfg->advertise);
     snprintf(m->version, sizeof m->version, "%s", NODE_VERSION);
     struct node_resources r;
-    if (node_resources_detect(&r, cfg->gpus, cfg->gpu_mem_bytes) != NX_OK) {
+    if (detect(h, &r) != NX_OK) {
         snprintf(err, cap, "cannot read this machine's resources from /proc");
         return NX_ERR_IO;
     }
@@ -230,6 +254,8 @@ int gossip_host_start(struct gossip_host **out, struct ev_loop *loop, struct mes
     h->id = id;
     h->gpus = cfg->gpus;
     h->gpu_mem_bytes = cfg->gpu_mem_bytes;
+    h->cpu_override_millicores = cfg->cpu_override_millicores;
+    h->mem_override_bytes = cfg->mem_override_bytes;
     int rc = build_meta(h, cfg, err, cap);
     if (rc != NX_OK)
         goto fail;

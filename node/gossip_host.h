@@ -26,6 +26,10 @@ struct gossip_host_config {
     uint32_t probe_interval_ms;
     int gpus;               /* -1: none advertised */
     uint64_t gpu_mem_bytes; /* per GPU, with gpus */
+    /* > 0: advertise this much CPU / memory, all free, instead of what is detected
+     * (node_detect_opts; for several nodes on one machine, as tests run them) */
+    uint32_t cpu_override_millicores;
+    uint64_t mem_override_bytes;
 };
 
 /* Borrowed: loop, mesh, id and cfg strings outlive the host. */
@@ -39,6 +43,12 @@ void gossip_host_leave(struct gossip_host *h);
 
 /* Advertises our Raft role; gossips it only when it changed. */
 void gossip_host_set_raft_role(struct gossip_host *h, int role /* enum gossip_raft_role */);
+
+struct node_reserved; /* resources.h */
+/* What admitted runs hold (borrowed, NULL for nothing): subtracted from what we advertise. */
+void gossip_host_set_reserved(struct gossip_host *h, const struct node_reserved *rv);
+/* Re-reads our resources now (a reservation changed); gossips them when they moved noticeably. */
+void gossip_host_refresh(struct gossip_host *h);
 
 /* The member list as JSON (id, address, state, incarnation, resources, labels, ...). */
 json_t *gossip_host_members_json(const struct gossip_host *h);

@@ -316,7 +316,12 @@ static void structured_cmd(struct replicas *r, const uint8_t *p, bool replay)
         set_name(c.u.publish.name, PICK(names, p[2]));
         set_name(c.u.publish.version, PICK(versions, p[3]));
         set_name(c.u.publish.tenant, PICK(names, p[4]));
-        memset(c.u.publish.manifest_hash, p[6], LEDGER_HASH_BYTES);
+        /* a manifest whose hash matches unless p[6] is odd (BAD_MANIFEST) */
+        c.u.publish.manifest_len = 1 + p[6] % 8;
+        memset(c.u.publish.manifest, '{', c.u.publish.manifest_len);
+        crypto_generichash(c.u.publish.manifest_hash, LEDGER_HASH_BYTES, c.u.publish.manifest,
+                           c.u.publish.manifest_len, NULL, 0);
+        c.u.publish.manifest_hash[0] ^= (uint8_t)(p[6] & 1);
         memset(c.u.publish.bundle_hash, p[7], LEDGER_HASH_BYTES);
         ledger_agent_sign(c.u.publish.name, c.u.publish.version, c.u.publish.manifest_hash,
                           c.u.publish.bundle_hash, k->sk[author], c.u.publish.publisher_sig);

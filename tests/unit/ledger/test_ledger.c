@@ -7,6 +7,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tests/unit/ledger/fixture.h"
@@ -495,19 +497,84 @@ static void accounts_are_created_by_their_tenant_owner_only(void **state)
     fx_free(&f);
 }
 
+static const char MANIFEST[] = "{\"name\":\"echo\",\"capabilities\":[{\"name\":\"echo\"}]}";
+
+/* A publish command of MANIFEST; the caller may spoil it before fx_submit. */
+static void publish_cmd(struct fx *f, struct ledger_cmd *c, const struct fx_key *author,
+                        const char *name, const char *ver, const char *tenant, bool good_sig)
+{
+    fx_cmd(f, c, LEDGER_CMD_AGENT_PUBLISH, author);
+    strcpy(c->u.publish.name, name);
+    strcpy(c->u.publish.version, ver);
+    strcpy(c->u.publish.tenant, tenant);
+    c->u.publish.manifest_len = sizeof MANIFEST - 1;
+    memcpy(c->u.publish.manifest, MANIFEST, sizeof MANIFEST - 1);
+    crypto_generichash(c->u.publish.manifest_hash, LEDGER_HASH_BYTES, c->u.publish.manifest,
+                       c->u.publish.manifest_len, NULL, 0);
+    memset(c->u.publish.bundle_hash, 2, LEDGER_HASH_BYTES);
+    ledger_agent_sign(name, ver, c->u.publish.manifest_hash, c->u.publish.bundle_hash,
+                      good_sig ? author->sk : other_key.sk, c->u.publish.publisher_sig);
+}
+
 static int publish(struct fx *f, const struct fx_key *author, const char *name, const char *ver,
                    const char *tenant, bool good_sig)
 {
     struct ledger_cmd c;
-    fx_cmd(f, &c, LEDGER_CMD_AGENT_PUBLISH, author);
-    strcpy(c.u.publish.name, name);
-    strcpy(c.u.publish.version, ver);
-    strcpy(c.u.publish.tenant, tenant);
-    memset(c.u.publish.manifest_hash, 1, LEDGER_HASH_BYTES);
-    memset(c.u.publish.bundle_hash, 2, LEDGER_HASH_BYTES);
-    ledger_agent_sign(name, ver, c.u.publish.manifest_hash, c.u.publish.bundle_hash,
-                      good_sig ? author->sk : other_key.sk, c.u.publish.publisher_sig);
+    publish_cmd(f, &c, author, name, ver, tenant, good_sig);
     return fx_submit(f, &c, author->sk, NULL);
+}
+
+/* The registry stores the manifest a publish carries, and only the one the hash names. */
+static void publish_stores_the_manifest_and_refuses_one_that_does_not_match(void **state)
+{
+    (void)state;
+    struct fx f;
+    setup_money(&f);
+    struct ledger_cmd c;
+    publish_cmd(&f, &c, &tenant_key, "echo", "1.0", "acme", true);
+    c.u.publish.manifest[0] = '['; /* another manifest than the signed hash names */
+    assert_int_equal(fx_submit(&f, &c, tenant_key.sk, NULL), LEDGER_REJ_BAD_MANIFEST);
+    publish_cmd(&f, &c, &tenant_key, "echo", "1.0", "acme", true);
+    c.u.publish.manifest_len = 0;
+    assert_int_equal(fx_submit(&f, &c, tenant_key.sk, NULL), LEDGER_REJ_BAD_MANIFEST);
+    struct ledger_agent a;
+    assert_int_equal(ledger_agent_get(&f.l, "echo", "1.0", &a), NX_ERR_NOT_FOUND);
+    uint8_t buf[LEDGER_MANIFEST_MAX_BYTES];
+    size_t len = 0;
+    assert_int_equal(ledger_agent_manifest_get(&f.l, "echo", "1.0", buf, sizeof buf, &len),
+                     NX_ERR_NOT_FOUND);
+    assert_int_equal(publish(&f, &tenant_key, "echo", "1.0", "acme", true), LEDGER_OK);
+    assert_int_equal(ledger_agent_manifest_get(&f.l, "echo", "1.0", buf, sizeof buf, &len), 0);
+    assert_int_equal(len, sizeof MANIFEST - 1);
+    assert_memory_equal(buf, MANIFEST, len);
+    assert_int_equal(ledger_agent_manifest_get(&f.l, "echo", "1.0", buf, 4, &len), NX_ERR_TOO_BIG);
+    fx_free(&f);
+}
+
+/* A manifest longer than the bound does not encode, and its bytes do not decode. */
+static void publish_manifest_over_the_bound_is_not_a_command(void **state)
+{
+    (void)state;
+    struct fx f;
+    setup_money(&f);
+    struct ledger_cmd c;
+    publish_cmd(&f, &c, &tenant_key, "echo", "1.0", "acme", true);
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(ledger_cmd_build(&c, tenant_key.sk, &bytes, &len), 0);
+    struct ledger_cmd back;
+    assert_int_equal(ledger_cmd_decode(bytes, len, &back), 0);
+    assert_int_equal(back.u.publish.manifest_len, sizeof MANIFEST - 1);
+    assert_memory_equal(back.u.publish.manifest, MANIFEST, sizeof MANIFEST - 1);
+    /* the manifest length sits 4 bytes before the manifest, which ends before the signature */
+    size_t at = len - LEDGER_SIG_BYTES - (sizeof MANIFEST - 1) - 4;
+    uint32_t huge = LEDGER_MANIFEST_MAX_BYTES + 1;
+    memcpy(bytes + at, &huge, 4); /* little-endian host */
+    assert_int_equal(ledger_cmd_decode(bytes, len, &back), NX_ERR_DECODE);
+    free(bytes);
+    c.u.publish.manifest_len = LEDGER_MANIFEST_MAX_BYTES + 1;
+    assert_int_not_equal(ledger_cmd_build(&c, tenant_key.sk, &bytes, &len), 0);
+    fx_free(&f);
 }
 
 static int deploy(struct fx *f, const struct fx_key *author, const char *ver, uint32_t replicas)
@@ -1103,6 +1170,8 @@ int main(void)
         cmocka_unit_test(run_is_charged_exactly_once_and_only_by_a_node),
         cmocka_unit_test(accounts_are_created_by_their_tenant_owner_only),
         cmocka_unit_test(agents_publish_deprecate_and_deploy),
+        cmocka_unit_test(publish_stores_the_manifest_and_refuses_one_that_does_not_match),
+        cmocka_unit_test(publish_manifest_over_the_bound_is_not_a_command),
         cmocka_unit_test(token_admits_a_node_and_is_consumed),
         cmocka_unit_test(duplicate_admit_is_rejected),
         cmocka_unit_test(single_use_token_admits_one_of_two_racing_nodes),
