@@ -30,6 +30,7 @@
 #ifndef NX_NODE_AGENT_HOST_H
 #define NX_NODE_AGENT_HOST_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -97,6 +98,22 @@ int agent_host_start(struct agent_host **out, struct ev_loop *loop, struct mesh 
 /* After api_server_stop, before raft_host_stop: waits for running agents, frees everything
  * (a charge still waiting for Raft is abandoned; its run id keeps a retry from paying twice). */
 void agent_host_stop(struct agent_host *h);
+
+/* An answer for another module: HTTP-like status and the JSON body (borrowed for the call). */
+typedef void (*agent_host_done_fn)(void *arg, unsigned status, json_t *answer);
+
+/*
+ * One call of a stateful agent for a session (session.h): placed and run like
+ * POST /v1/runs, with context (the session's last checkpoint; json null for a
+ * new session) sent along; the answer is the run's, plus "context" when the
+ * agent returned a new one. done runs once, possibly before this returns.
+ */
+void agent_host_session_call(struct agent_host *h, const char *agent_spec, json_t *input,
+                             json_t *context, const char *account, const char *run_id,
+                             agent_host_done_fn done, void *arg);
+
+/* The registry questions (agent_registry.h) this host answers with. */
+struct agent_registry *agent_host_registry(struct agent_host *h);
 
 /* API handlers; ctx is the struct agent_host. */
 /* GET /v1/agents[?capability=X], /v1/agents/NAME, /v1/agents/NAME/plan[?version=V] */
