@@ -81,6 +81,7 @@ struct inbound {
     uint8_t bundle_hash[BUNDLE_HASH_BYTES];
     char *input_json;   /* owned */
     char *context_json; /* owned: a session call's context, else NULL */
+    bool prefetch;      /* no run: a bundle copied ahead of need (replication) */
     struct node_grant grant;
     /* fetching */
     uint8_t sources[AGENT_HOST_CANDIDATES][NODE_PK_BYTES];
@@ -136,6 +137,12 @@ struct agent_host {
     uint64_t runs_placed, runs_admitted, runs_refused, runs_done, runs_failed;
     uint64_t fetches_served, fetch_misses, fetched_bundles, fetch_hash_mismatches;
     uint64_t charges_ok, charges_duplicate, charges_failed, msgs_bad, replays;
+    /* bundle replication (see prefetch below) */
+    ev_timer prefetch_timer;
+    uint8_t prefetch_failed[AGENT_HOST_PREFETCH_BACKOFF_SLOTS][BUNDLE_HASH_BYTES];
+    uint64_t prefetch_failed_until[AGENT_HOST_PREFETCH_BACKOFF_SLOTS];
+    size_t prefetch_failed_next;
+    uint64_t prefetched, prefetch_failures;
 };
 
 static void le64_put(uint8_t *p, uint64_t v)
@@ -711,6 +718,37 @@ void agent_host_session_call(struct agent_host *h, const char *agent_spec, json_
     (void)place_run(h, &a);
 }
 
+json_t *agent_host_counters_json(const struct agent_host *h)
+{
+    if (h == NULL)
+        return json_null();
+    json_t *o = json_object();
+    const struct {
+        const char *name;
+        uint64_t v;
+    } c[] = {
+        {"runs_placed", h->runs_placed},
+        {"runs_admitted", h->runs_admitted},
+        {"runs_refused", h->runs_refused},
+        {"runs_done", h->runs_done},
+        {"runs_failed", h->runs_failed},
+        {"fetches_served", h->fetches_served},
+        {"fetch_misses", h->fetch_misses},
+        {"fetched_bundles", h->fetched_bundles},
+        {"fetch_hash_mismatches", h->fetch_hash_mismatches},
+        {"bundles_replicated", h->prefetched},
+        {"replication_failures", h->prefetch_failures},
+        {"charges_ok", h->charges_ok},
+        {"charges_duplicate", h->charges_duplicate},
+        {"charges_failed", h->charges_failed},
+        {"msgs_bad", h->msgs_bad},
+        {"replays", h->replays},
+    };
+    for (size_t i = 0; i < NX_ARRAY_LEN(c); i++)
+        json_object_set_new(o, c[i].name, json_integer((json_int_t)c[i].v));
+    return o;
+}
+
 struct agent_registry *agent_host_registry(struct agent_host *h)
 {
     return h->registry;
@@ -793,6 +831,7 @@ static void in_free(struct inbound *r)
     memset(&r->grant, 0, sizeof r->grant);
     if (gpus && h->gossip)
         gossip_host_refresh(h->gossip);
+    r->prefetch = false;
     free(r->input_json);
     free(r->context_json);
     free(r->buf);
@@ -806,9 +845,16 @@ static void in_free(struct inbound *r)
 }
 
 /* The final answer: to the requester, into the replay cache, and the slot is freed. */
+static void prefetch_failed(struct inbound *r);
+
 static void in_finish(struct inbound *r)
 {
     struct agent_host *h = r->h;
+    if (r->prefetch) { /* nobody waits for an answer */
+        prefetch_failed(r);
+        in_free(r);
+        return;
+    }
     json_object_set_new(r->result, "status", json_string("done"));
     json_object_set_new(r->result, "run_id", json_string(r->run_id));
     json_object_set_new(r->result, "node", json_string(h->id->id_hex));
@@ -1088,7 +1134,95 @@ static void fetch_complete(struct inbound *r)
         return;
     }
     h->fetched_bundles++;
+    if (r->prefetch) {
+        h->prefetched++;
+        char hex[BUNDLE_HASH_HEX_LEN + 1];
+        nx_hex_encode(hex, r->bundle_hash, BUNDLE_HASH_BYTES);
+        NX_INFO("agent_bundle_replicated", "bundle=%.16s bytes=%llu", hex,
+                (unsigned long long)r->total);
+        in_free(r);
+        return;
+    }
     start_run(r);
+}
+
+/* ---- bundle replication -------------------------------------------------------------- *
+ * A bundle starts on the one member it was uploaded to. Every member copies the
+ * bundles of the registry's live versions in the background, one at a time, so
+ * a run (or a session resuming after a node died) does not depend on the member
+ * that first received it. A bundle no member could serve is retried after
+ * AGENT_HOST_PREFETCH_RETRY_MS. */
+
+static void prefetch_failed(struct inbound *r)
+{
+    struct agent_host *h = r->h;
+    size_t i = h->prefetch_failed_next++ % AGENT_HOST_PREFETCH_BACKOFF_SLOTS;
+    memcpy(h->prefetch_failed[i], r->bundle_hash, BUNDLE_HASH_BYTES);
+    h->prefetch_failed_until[i] = nx_clock_mono_ms() + AGENT_HOST_PREFETCH_RETRY_MS;
+    h->prefetch_failures++;
+}
+
+static bool prefetch_backing_off(const struct agent_host *h, const uint8_t *hash)
+{
+    uint64_t now = nx_clock_mono_ms();
+    for (size_t i = 0; i < AGENT_HOST_PREFETCH_BACKOFF_SLOTS; i++)
+        if (h->prefetch_failed_until[i] > now &&
+            memcmp(h->prefetch_failed[i], hash, BUNDLE_HASH_BYTES) == 0)
+            return true;
+    return false;
+}
+
+struct prefetch_pick {
+    struct agent_host *h;
+    bool found;
+    uint8_t hash[BUNDLE_HASH_BYTES];
+};
+
+static int prefetch_pick_cb(void *arg, const struct ledger_agent *a)
+{
+    struct prefetch_pick *p = arg;
+    if (a->deprecated || agent_store_has(&p->h->store, a->bundle_hash) ||
+        prefetch_backing_off(p->h, a->bundle_hash))
+        return 0;
+    memcpy(p->hash, a->bundle_hash, BUNDLE_HASH_BYTES);
+    p->found = true;
+    return 1;
+}
+
+static void on_prefetch_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct agent_host *h = w->data;
+    struct inbound *slot = NULL;
+    for (size_t i = 0; i < AGENT_HOST_MAX_INBOUND; i++) {
+        if (h->in[i].state != IN_FREE && h->in[i].prefetch)
+            return; /* one at a time */
+        if (slot == NULL && h->in[i].state == IN_FREE)
+            slot = &h->in[i];
+    }
+    struct prefetch_pick p = {.h = h};
+    if (slot == NULL ||
+        ledger_agents_foreach(raft_host_ledger(h->raft), prefetch_pick_cb, &p) < 0 || !p.found)
+        return;
+    struct inbound *r = slot;
+    r->gen++;
+    r->h = h;
+    r->prefetch = true;
+    memset(&r->grant, 0, sizeof r->grant);
+    memcpy(r->origin, h->id->pk, NODE_PK_BYTES); /* ourselves: not a source */
+    snprintf(r->run_id, sizeof r->run_id, "prefetch");
+    r->account[0] = '\0';
+    memcpy(r->bundle_hash, p.hash, BUNDLE_HASH_BYTES);
+    r->result = json_object();
+    r->fetch_error[0] = '\0';
+    r->received_us = nx_clock_mono_us();
+    ev_timer_init(&r->timer, NULL, 0., 0.);
+    r->timer.data = r;
+    r->state = IN_FETCHING;
+    sources_fill(r);
+    r->src = 0;
+    fetch_next_source(r);
 }
 
 static void on_fetch_reply(struct agent_host *h, const uint8_t from[NODE_PK_BYTES],
@@ -1526,6 +1660,10 @@ int agent_host_start(struct agent_host **out, struct ev_loop *loop, struct mesh 
         agent_host_stop(h);
         return rc;
     }
+    ev_timer_init(&h->prefetch_timer, on_prefetch_timer, AGENT_HOST_PREFETCH_EVERY_MS / 1000.0,
+                  AGENT_HOST_PREFETCH_EVERY_MS / 1000.0);
+    h->prefetch_timer.data = h;
+    ev_timer_start(loop, &h->prefetch_timer);
     *out = h;
     return NX_OK;
 }
@@ -1534,6 +1672,7 @@ void agent_host_stop(struct agent_host *h)
 {
     if (h == NULL)
         return;
+    ev_timer_stop(h->loop, &h->prefetch_timer);
     agent_exec_stop(h->exec); /* no task comes back after this */
     gossip_host_set_reserved(h->gossip, NULL);
     for (size_t i = 0; i < AGENT_HOST_MAX_OUTBOUND; i++)

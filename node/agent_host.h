@@ -68,8 +68,11 @@
 #define AGENT_HOST_POOL_DEFAULT 2           /* warm sandboxes per stateless agent version */
 #define AGENT_HOST_RESOURCES_MAX_AGE_MS 500 /* admission re-reads resources this often */
 #define AGENT_HOST_RUN_ID_MAX 64            /* a ledger name: [a-z0-9._-]{1,64} */
-#define AGENT_HOST_CHARGE_ATTEMPTS 50       /* a charge Raft answers 503 is resent ... */
-#define AGENT_HOST_CHARGE_RETRY_MS 200      /* ... this often (10 s in all) */
+#define AGENT_HOST_PREFETCH_EVERY_MS 2000   /* look for registry bundles missing here */
+#define AGENT_HOST_PREFETCH_RETRY_MS 30000  /* a bundle nobody could serve: try again after */
+#define AGENT_HOST_PREFETCH_BACKOFF_SLOTS 8
+#define AGENT_HOST_CHARGE_ATTEMPTS 50  /* a charge Raft answers 503 is resent ... */
+#define AGENT_HOST_CHARGE_RETRY_MS 200 /* ... this often (10 s in all) */
 /* a run sent this recently counts against its member in our view (gossip lags) */
 #define AGENT_HOST_VIEW_GRACE_MS (GOSSIP_HOST_REFRESH_MS + 1000)
 
@@ -111,6 +114,9 @@ typedef void (*agent_host_done_fn)(void *arg, unsigned status, json_t *answer);
 void agent_host_session_call(struct agent_host *h, const char *agent_spec, json_t *input,
                              json_t *context, const char *account, const char *run_id,
                              agent_host_done_fn done, void *arg);
+
+/* Runs, fetches, replication and charges counted since start. */
+json_t *agent_host_counters_json(const struct agent_host *h);
 
 /* The registry questions (agent_registry.h) this host answers with. */
 struct agent_registry *agent_host_registry(struct agent_host *h);

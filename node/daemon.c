@@ -28,6 +28,7 @@
 #include "mesh.h"
 #include "node.h"
 #include "raft_host.h"
+#include "session.h"
 #include "resources.h"
 
 #define DEFAULT_DATA_DIR "/var/lib/nexus"
@@ -114,6 +115,7 @@ struct node_daemon {
     struct gossip_host *gossip;
     struct raft_host *raft;
     struct agent_host *agents;
+    struct session_host *sessions;
     struct join_server *join;
     char *peers; /* owned: --peer entries plus the members a join taught us */
     ev_signal sig_int, sig_term;
@@ -276,13 +278,15 @@ static enum api_result handle_status(void *ctx, struct api_request *req)
     uint64_t now = nx_clock_mono_ms();
     size_t connected = 0;
     json_t *peers = mesh_peers_json(d->mesh, now, &connected);
-    api_reply_json(req, 200,
-                   json_pack("{s:s,s:s,s:s,s:I,s:s,s:I,s:o,s:o,s:o,s:o}", "node_id", d->id.id_hex,
-                             "address", d->cfg.advertise, "cluster_id", d->cluster_hex, "uptime_s",
-                             (json_int_t)((now - d->start_mono_ms) / 1000), "version", NODE_VERSION,
-                             "peer_count", (json_int_t)connected, "peers", peers, "counters",
-                             mesh_counters_json(d->mesh), "raft", raft_host_status_json(d->raft),
-                             "join", join_serve_counters_json(d->join)));
+    api_reply_json(
+        req, 200,
+        json_pack("{s:s,s:s,s:s,s:I,s:s,s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "node_id", d->id.id_hex,
+                  "address", d->cfg.advertise, "cluster_id", d->cluster_hex, "uptime_s",
+                  (json_int_t)((now - d->start_mono_ms) / 1000), "version", NODE_VERSION,
+                  "peer_count", (json_int_t)connected, "peers", peers, "counters",
+                  mesh_counters_json(d->mesh), "raft", raft_host_status_json(d->raft), "join",
+                  join_serve_counters_json(d->join), "agents", agent_host_counters_json(d->agents),
+                  "sessions", session_host_counters_json(d->sessions)));
     return API_DONE;
 }
 
@@ -356,6 +360,11 @@ static enum api_result handle_run(void *ctx, struct api_request *req)
     return agent_host_api_run(((struct node_daemon *)ctx)->agents, req);
 }
 
+static enum api_result handle_sessions(void *ctx, struct api_request *req)
+{
+    return session_host_api(((struct node_daemon *)ctx)->sessions, req);
+}
+
 static enum api_result handle_bundle(void *ctx, struct api_request *req)
 {
     return agent_host_api_bundle(((struct node_daemon *)ctx)->agents, req);
@@ -375,6 +384,10 @@ static const struct api_route routes[] = {
     {"DELETE", "/v1/raft/members/*", false, handle_member_remove},
     {"GET", "/v1/agents", false, handle_agents},
     {"GET", "/v1/agents/*", false, handle_agents},
+    {"POST", "/v1/sessions", false, handle_sessions},
+    {"POST", "/v1/sessions/*", false, handle_sessions},
+    {"GET", "/v1/sessions/*", false, handle_sessions},
+    {"DELETE", "/v1/sessions/*", false, handle_sessions},
     {"POST", "/v1/runs", false, handle_run},
     {"PUT", "/v1/bundles/*", false, handle_bundle},
 };
@@ -563,6 +576,10 @@ static int start_services(struct node_daemon *d)
         cli_error("%s", err);
         return -1;
     }
+    if (session_host_start(&d->sessions, d->agents, d->raft) != NX_OK) {
+        cli_error("node: out of memory");
+        return -1;
+    }
     ev_timer_init(&d->role_timer, on_role_timer, 0.2, 0.5);
     d->role_timer.data = d;
     ev_timer_start(d->loop, &d->role_timer);
@@ -604,6 +621,7 @@ static void daemon_close(struct node_daemon *d)
     api_server_stop(d->api);
     agent_host_stop(d->agents);
     raft_host_stop(d->raft); /* no callback into the join server after this */
+    session_host_stop(d->sessions);
     join_serve_stop(d->join);
     gossip_host_stop(d->gossip);
     mesh_stop(d->mesh);
