@@ -24,6 +24,9 @@ class DemoTest(unittest.TestCase):
         self.assertIn('ok: 2 transactions, supply 100', out)
         self.assertIn('"greeting": "hello from sh"', out)
         self.assertIn('"words": 6', out)
+        self.assertIn('"total": 10', out)  # the session kept its context across members
+        self.assertEqual(out.count('--- charged '), 3, out)
+        self.assertIn('supply 1100', out)
         self.assertIn('bad_sig=0', out)
         self.assertIn('demo done', out)
 
