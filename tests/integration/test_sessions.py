@@ -8,7 +8,7 @@ import os
 import time
 import unittest
 
-from harness import Cluster, raft_status, run, wait_for
+from harness import Cluster, run, token_cluster, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(HERE, '..', '..', 'examples', 'agents')
@@ -24,26 +24,9 @@ class SessionsTest(unittest.TestCase):
     def setUp(self):
         self.c = Cluster()
         self.addCleanup(self.c.close)
-        a = self.c.node('a')
-        a.start('--bootstrap', *FAST)
-        wait_for(lambda: raft_status(a)['registry']['members'] == 1, timeout=20,
-                 what='genesis')
-        self.op = os.path.join(a.data_dir, 'operator.key')
-        out = cli(a, 'token', 'create', '--uses', '2', '--operator-key', self.op)
-        self.assertEqual(out.returncode, 0, out.stderr)
-        tok = out.stdout.strip()
-        nodes = [a]
-        for name in 'bc':
-            n = self.c.node(name)
-            n.start('--join', a.bind, '--token', tok, *FAST)
-            nodes.append(n)
+        nodes, self.op = token_cluster(self.c, [FAST] * 3)
         self.nodes = nodes
-        wait_for(lambda: all(raft_status(n)['registry']['members'] == 3 for n in nodes),
-                 timeout=30, what='three members everywhere')
-        wait_for(lambda: all(len(n.request('GET', '/v1/members')[1]['members']) == 3
-                             for n in nodes), timeout=30, what='gossip sees three')
-        # joiners start as learners: a quorum survives one death only once all three vote
-        wait_for(lambda: len(raft_status(a)['voters']) == 3, timeout=30, what='three voters')
+        a = nodes[0]
         for d in ('wordcount-py', 'hello-sh'):
             out = cli(a, 'agent', 'publish', os.path.join(EXAMPLES, d), '--operator-key', self.op)
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
