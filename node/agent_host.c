@@ -92,6 +92,8 @@ struct inbound {
     uint8_t *charge_cmd;  /* owned: the signed charge, resent as is while Raft says 503 */
     size_t charge_len;
     unsigned charge_attempts;
+    agent_host_fetch_fn fetch_fn; /* set: a fetch alone, for a deployment (no run) */
+    void *fetch_arg;
 };
 
 struct done_entry {
@@ -701,6 +703,7 @@ static void in_free(struct inbound *r)
     free(r->input_json);
     free(r->buf);
     free(r->charge_cmd);
+    r->fetch_fn = NULL;
     json_decref(r->result);
     r->input_json = NULL;
     r->buf = NULL;
@@ -733,6 +736,15 @@ static void in_fail(struct inbound *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (r->fetch_fn) { /* a fetch alone: no requester waits for a RUN_REPLY */
+        agent_host_fetch_fn fn = r->fetch_fn;
+        void *arg = r->fetch_arg;
+        uint8_t hash[BUNDLE_HASH_BYTES];
+        memcpy(hash, r->bundle_hash, sizeof hash);
+        in_free(r);
+        fn(arg, hash, NX_ERR_NOT_FOUND, msg);
+        return;
+    }
     r->h->runs_failed++;
     if (r->result == NULL)
         r->result = json_object();
@@ -990,6 +1002,15 @@ static void fetch_complete(struct inbound *r)
         return;
     }
     h->fetched_bundles++;
+    if (r->fetch_fn) {
+        agent_host_fetch_fn fn = r->fetch_fn;
+        void *arg = r->fetch_arg;
+        uint8_t hash[BUNDLE_HASH_BYTES];
+        memcpy(hash, r->bundle_hash, sizeof hash);
+        in_free(r);
+        fn(arg, hash, NX_OK, "");
+        return;
+    }
     start_run(r);
 }
 
@@ -1377,6 +1398,78 @@ enum api_result agent_host_api_bundle(void *ctx, struct api_request *req)
     api_reply_json(req, complete ? 201 : 202,
                    json_pack("{s:s,s:b}", "bundle_hash", hex, "complete", complete));
     return API_DONE;
+}
+
+/* ---- for deployments ------------------------------------------------------------------- */
+
+static void on_fetch_start(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct inbound *r = w->data;
+    sources_fill(r);
+    r->src = 0;
+    fetch_next_source(r);
+}
+
+int agent_host_fetch(struct agent_host *h, const uint8_t *bundle_hash, agent_host_fetch_fn fn,
+                     void *arg)
+{
+    struct inbound *r = NULL;
+    for (size_t i = 0; i < AGENT_HOST_MAX_INBOUND && r == NULL; i++)
+        if (h->in[i].state == IN_FREE)
+            r = &h->in[i];
+    if (r == NULL)
+        return NX_ERR_FULL;
+    r->gen++;
+    r->h = h;
+    memset(&r->grant, 0, sizeof r->grant);
+    memcpy(r->origin, h->id->pk, NODE_PK_BYTES); /* sources: every other alive member */
+    r->origin_rid = 0;
+    r->run_id[0] = r->account[0] = r->tenant[0] = '\0';
+    memcpy(r->bundle_hash, bundle_hash, BUNDLE_HASH_BYTES);
+    r->fetch_error[0] = '\0';
+    r->fetch_fn = fn;
+    r->fetch_arg = arg;
+    r->received_us = nx_clock_mono_us();
+    r->state = IN_FETCHING;
+    ev_timer_init(&r->timer, on_fetch_start, 0., 0.); /* fn never runs before we return */
+    r->timer.data = r;
+    ev_timer_start(h->loop, &r->timer);
+    return NX_OK;
+}
+
+int agent_host_bundle_dir(struct agent_host *h, const uint8_t *bundle_hash, char *dir, size_t cap,
+                          char *err, size_t err_cap)
+{
+    if (!agent_store_has(&h->store, bundle_hash))
+        return NX_ERR_NOT_FOUND;
+    return agent_store_unpacked(&h->store, bundle_hash, dir, cap, err, err_cap);
+}
+
+int agent_host_reserve(struct agent_host *h, const struct node_request *req,
+                       struct node_grant *grant)
+{
+    struct node_resources avail;
+    int rc = resources_now(h, &avail);
+    if (rc == NX_OK)
+        rc = node_resources_reserve(&h->reserved, &h->detected, req, grant);
+    if (rc == NX_OK && h->gossip)
+        gossip_host_refresh(h->gossip);
+    return rc;
+}
+
+void agent_host_release(struct agent_host *h, const struct node_grant *grant)
+{
+    if (node_resources_release(&h->reserved, grant) != NX_OK)
+        NX_ERROR("agent_release_failed", "what=deployment");
+    if (h->gossip)
+        gossip_host_refresh(h->gossip);
+}
+
+int agent_host_members(struct agent_host *h, struct gossip_member_info **out, size_t *n)
+{
+    return members_load(h, out, n);
 }
 
 /* ---- life cycle ------------------------------------------------------------------------ */
