@@ -30,11 +30,6 @@
 
 enum rep_state { REP_FETCHING = 1, REP_STARTING, REP_RUNNING };
 
-struct log_line {
-    uint64_t ts_ms;
-    char *text; /* owned */
-};
-
 struct replica {
     struct deploy_host *h;
     char name[DEPLOY_NAME_MAX + 1];
@@ -58,10 +53,8 @@ struct replica {
     char outbuf[DEPLOY_LOG_LINE_MAX], errbuf[DEPLOY_LOG_LINE_MAX];
     size_t outlen, errlen;
     struct sbx_backoff bo;
-    uint64_t since_ms; /* wall clock: the state began */
-    struct log_line lines[DEPLOY_LOG_LINES];
-    size_t head, count;
-    uint64_t lines_total;
+    uint64_t since_ms;      /* wall clock: the state began */
+    struct deploy_log *log; /* owned */
 };
 
 /* An API request waiting for members' answers. */
@@ -74,16 +67,6 @@ struct query {
     unsigned waiting; /* answers still expected */
     bool logs;
     ev_timer timer;
-};
-
-struct entry { /* one KV assignment */
-    char name[DEPLOY_NAME_MAX + 1];
-    uint32_t replica;
-    bool assigned;
-    uint8_t node[NODE_PK_BYTES];
-    char agent[LEDGER_STR_CAP], version[LEDGER_STR_CAP], hash_hex[BUNDLE_HASH_HEX_LEN + 1];
-    char why[PLACE_REASON_MAX];
-    uint64_t since_ms;
 };
 
 struct deploy_host {
@@ -120,53 +103,8 @@ static uint64_t le64_get(const uint8_t *p)
 
 /* ---- the KV entries ---------------------------------------------------------------- */
 
-/* "_deploy/NAME/R" -> name, replica. */
-static bool key_parse(const char *key, size_t klen, struct entry *e)
-{
-    size_t pl = strlen(DEPLOY_KV_PREFIX);
-    if (klen <= pl || klen > 200)
-        return false;
-    const char *name = key + pl, *end = key + klen;
-    const char *slash = memchr(name, '/', (size_t)(end - name));
-    if (slash == NULL || slash == name || (size_t)(slash - name) > DEPLOY_NAME_MAX ||
-        slash + 1 == end || end - slash > 6)
-        return false;
-    uint32_t r = 0;
-    for (const char *p = slash + 1; p < end; p++) {
-        if (*p < '0' || *p > '9')
-            return false;
-        r = r * 10 + (uint32_t)(*p - '0');
-    }
-    snprintf(e->name, sizeof e->name, "%.*s", (int)(slash - name), name);
-    e->replica = r;
-    return r < DEPLOY_REPLICAS_MAX;
-}
-
-static bool entry_parse(const char *key, size_t klen, const char *val, size_t vlen, struct entry *e)
-{
-    memset(e, 0, sizeof *e);
-    if (!key_parse(key, klen, e))
-        return false;
-    json_t *j = json_loadb(val, vlen, 0, NULL);
-    const char *node = json_string_value(json_object_get(j, "node"));
-    bool ok = node != NULL;
-    if (ok && node[0]) {
-        ok = strlen(node) == NODE_ID_HEX_LEN && nx_hex_decode(e->node, NODE_PK_BYTES, node) == 0;
-        e->assigned = ok;
-    }
-    snprintf(e->agent, sizeof e->agent, "%s", json_string_value(json_object_get(j, "agent")) ?: "");
-    snprintf(e->version, sizeof e->version, "%s",
-             json_string_value(json_object_get(j, "version")) ?: "");
-    snprintf(e->hash_hex, sizeof e->hash_hex, "%s",
-             json_string_value(json_object_get(j, "bundle_hash")) ?: "");
-    snprintf(e->why, sizeof e->why, "%s", json_string_value(json_object_get(j, "why")) ?: "");
-    e->since_ms = (uint64_t)json_integer_value(json_object_get(j, "since_ms"));
-    json_decref(j);
-    return ok;
-}
-
 struct entries {
-    struct entry *v;
+    struct deploy_entry *v;
     size_t n;
 };
 
@@ -175,7 +113,7 @@ static int collect_entry(void *arg, const char *key, size_t klen, const char *va
     struct entries *es = arg;
     if (es->n == ENTRIES_MAX)
         return 1;
-    if (entry_parse(key, klen, val, vlen, &es->v[es->n]))
+    if (deploy_entry_parse(key, klen, val, vlen, &es->v[es->n]))
         es->n++;
     return 0;
 }
@@ -195,7 +133,7 @@ static int entries_load(struct deploy_host *h, struct entries *es)
     return rc < 0 ? rc : NX_OK;
 }
 
-static const struct entry *entry_find(const struct entries *es, const char *name, uint32_t r)
+static const struct deploy_entry *entry_find(const struct entries *es, const char *name, uint32_t r)
 {
     for (size_t i = 0; i < es->n; i++)
         if (es->v[i].replica == r && strcmp(es->v[i].name, name) == 0)
@@ -208,7 +146,7 @@ static const struct entry *entry_find(const struct entries *es, const char *name
 struct want_ext {
     struct deploy_want w;
     struct ledger_deployment d;
-    char hash_hex[BUNDLE_HASH_HEX_LEN + 1];
+    char bundle_hash[BUNDLE_HASH_HEX_LEN + 1];
     char why[PLACE_REASON_MAX]; /* set: cannot be planned (stays as it is, pending why) */
 };
 
@@ -228,7 +166,7 @@ static void want_resolve(struct deploy_host *h, struct want_ext *we)
         snprintf(we->why, sizeof we->why, "agent %.64s is not in this node's registry", spec);
         return;
     }
-    nx_hex_encode(we->hash_hex, av.rec.bundle_hash, BUNDLE_HASH_BYTES);
+    nx_hex_encode(we->bundle_hash, av.rec.bundle_hash, BUNDLE_HASH_BYTES);
     struct sbx_manifest m;
     char err[256];
     if (sbx_manifest_parse((const char *)av.manifest, av.manifest_len, &m, err, sizeof err) != 0) {
@@ -278,39 +216,50 @@ static void write_done(void *arg, unsigned status, json_t *answer)
         h->inflight--;
 }
 
-static void kv_write(struct deploy_host *h, const char *name, uint32_t r, json_t *val /* taken */)
+/* A put of val, or with val NULL a delete. */
+static void kv_write(struct deploy_host *h, const char *name, uint32_t r,
+                     const struct deploy_entry *val)
 {
-    char key[128];
-    snprintf(key, sizeof key, "%s%s/%u", DEPLOY_KV_PREFIX, name, r);
-    char *txt = val ? json_dumps(val, JSON_COMPACT) : NULL;
-    json_decref(val);
-    if (val && txt == NULL)
+    char key[DEPLOY_KEY_MAX];
+    char *txt = val ? deploy_entry_encode(val) : NULL;
+    if ((val && txt == NULL) || deploy_key_format(key, name, r) != NX_OK) {
+        free(txt);
         return;
+    }
     h->inflight++;
     h->writes++;
     raft_host_submit_kv(h->raft, key, txt, txt ? strlen(txt) : 0, write_done, h);
     free(txt);
 }
 
-static json_t *entry_value(const char *node_hex, const struct want_ext *we, const char *why)
+/* The entry of replica r of we: on node, or pending (node NULL) for why. */
+static void entry_of(struct deploy_entry *e, const struct want_ext *we, uint32_t r,
+                     const uint8_t *node, const char *why)
 {
-    json_t *v = json_pack("{s:s,s:s,s:s,s:s,s:I}", "node", node_hex, "agent", we->d.agent,
-                          "version", we->d.version, "bundle_hash", we->hash_hex, "since_ms",
-                          (json_int_t)nx_clock_wall_ms());
-    if (why && why[0])
-        json_object_set_new(v, "why", json_string(why));
-    return v;
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", we->w.name);
+    e->replica = r;
+    e->assigned = node != NULL;
+    if (node)
+        memcpy(e->node, node, NODE_PK_BYTES);
+    snprintf(e->agent, sizeof e->agent, "%s", we->d.agent);
+    snprintf(e->version, sizeof e->version, "%s", we->d.version);
+    snprintf(e->bundle_hash, sizeof e->bundle_hash, "%s", we->bundle_hash);
+    snprintf(e->why, sizeof e->why, "%s", why ? why : "");
+    e->since_ms = nx_clock_wall_ms();
 }
 
 /* Pending writes (and rewrites) only when what they say changed: no churn. */
 static void write_pending(struct deploy_host *h, const struct entries *es,
                           const struct want_ext *we, uint32_t r, const char *why, unsigned *budget)
 {
-    const struct entry *e = entry_find(es, we->w.name, r);
+    const struct deploy_entry *e = entry_find(es, we->w.name, r);
     if (*budget == 0 || (e && !e->assigned && strcmp(e->why, why) == 0))
         return;
+    struct deploy_entry v;
+    entry_of(&v, we, r, NULL, why);
     (*budget)--;
-    kv_write(h, we->w.name, r, entry_value("", we, why));
+    kv_write(h, we->w.name, r, &v);
 }
 
 /* The members with their state's age in the monotonic clock deploy_plan gets. */
@@ -336,7 +285,7 @@ static void tidy(struct deploy_host *h, const struct wants *ws, const struct ent
                  const struct deploy_change *ch, size_t n_ch, unsigned *budget)
 {
     for (size_t i = 0; i<es->n && * budget> 0; i++) {
-        const struct entry *e = &es->v[i];
+        const struct deploy_entry *e = &es->v[i];
         const struct want_ext *we = want_find(ws, e->name);
         if (!e->assigned && (we == NULL || e->replica >= we->w.replicas)) {
             (*budget)--;
@@ -344,7 +293,7 @@ static void tidy(struct deploy_host *h, const struct wants *ws, const struct ent
             continue;
         }
         if (!e->assigned || we == NULL || we->why[0] || e->replica >= we->w.replicas ||
-            strcmp(e->hash_hex, we->hash_hex) == 0)
+            strcmp(e->bundle_hash, we->bundle_hash) == 0)
             continue;
         bool planned = false;
         for (size_t k = 0; k < n_ch; k++)
@@ -352,10 +301,10 @@ static void tidy(struct deploy_host *h, const struct wants *ws, const struct ent
                 planned = true;
         if (planned)
             continue;
-        char hex[NODE_ID_HEX_LEN + 1];
-        nx_hex_encode(hex, e->node, NODE_PK_BYTES);
+        struct deploy_entry v;
+        entry_of(&v, we, e->replica, e->node, NULL);
         (*budget)--;
-        kv_write(h, e->name, e->replica, entry_value(hex, we, NULL));
+        kv_write(h, e->name, e->replica, &v);
     }
 }
 
@@ -375,8 +324,10 @@ static void apply_changes(struct deploy_host *h, const struct wants *ws, const s
             nx_hex_encode(hex, c->node, NODE_PK_BYTES);
             NX_INFO("deploy_assign", "deployment=%s replica=%u node=%.16s moved=%d", c->name,
                     c->replica, hex, c->moved);
+            struct deploy_entry v;
+            entry_of(&v, we, c->replica, c->node, NULL);
             (*budget)--;
-            kv_write(h, c->name, c->replica, entry_value(hex, we, NULL));
+            kv_write(h, c->name, c->replica, &v);
         }
     }
 }
@@ -402,7 +353,7 @@ static void control_round(struct deploy_host *h)
         const struct want_ext *we = &ws.v[i];
         if (we->why[0]) { /* cannot be planned: leave homes alone, say why for the rest */
             for (uint32_t r = 0; r < we->w.replicas; r++) {
-                const struct entry *e = entry_find(&es, we->w.name, r);
+                const struct deploy_entry *e = entry_find(&es, we->w.name, r);
                 if (e == NULL || !e->assigned)
                     write_pending(h, &es, we, r, we->why, &budget);
             }
@@ -450,17 +401,7 @@ static void on_control(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void log_push(struct replica *r, const char *text, size_t len)
 {
-    struct log_line *l = &r->lines[(r->head + r->count) % DEPLOY_LOG_LINES];
-    if (r->count == DEPLOY_LOG_LINES) {
-        l = &r->lines[r->head];
-        r->head = (r->head + 1) % DEPLOY_LOG_LINES;
-    } else {
-        r->count++;
-    }
-    free(l->text);
-    l->ts_ms = nx_clock_wall_ms();
-    l->text = strndup(text, len < DEPLOY_LOG_LINE_MAX ? len : DEPLOY_LOG_LINE_MAX);
-    r->lines_total++;
+    deploy_log_push(r->log, nx_clock_wall_ms(), text, len);
 }
 
 static void log_printf(struct replica *r, const char *fmt, ...) NX_PRINTF(2, 3);
@@ -474,32 +415,20 @@ static void log_printf(struct replica *r, const char *fmt, ...)
     log_push(r, buf, strlen(buf));
 }
 
-/* A stdout line: {"log": X} keeps X (a string as is), anything else is kept raw. */
-static void stdout_line(struct replica *r, const char *line, size_t len)
+static void stdout_line(void *arg, const char *line, size_t len)
 {
-    json_t *j = json_loadb(line, len, 0, NULL);
-    json_t *lg = json_object_get(j, "log");
-    if (json_is_string(lg)) {
-        log_push(r, json_string_value(lg), json_string_length(lg));
-    } else if (lg) {
-        char *t = json_dumps(lg, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (t)
-            log_push(r, t, strlen(t));
-        free(t);
-    } else {
-        log_push(r, line, len);
-    }
-    json_decref(j);
+    char text[DEPLOY_LOG_LINE_MAX];
+    log_push(arg, text, deploy_log_text(line, len, text, sizeof text));
 }
 
-static void stderr_line(struct replica *r, const char *line, size_t len)
+static void stderr_line(void *arg, const char *line, size_t len)
 {
     char buf[DEPLOY_LOG_LINE_MAX + 16];
     int n = snprintf(buf, sizeof buf, "stderr: %.*s", (int)len, line);
-    log_push(r, buf, n < (int)sizeof buf ? (size_t)n : sizeof buf - 1);
+    log_push(arg, buf, n < (int)sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
-/* Reads what fd holds into buf, one callback per full line; false at EOF or error. */
+/* Reads what fd holds into buf, one log line per full line; false at EOF or error. */
 static bool drain(struct replica *r, int fd, char *buf, size_t *len, bool is_stderr)
 {
     for (;;) {
@@ -511,18 +440,7 @@ static bool drain(struct replica *r, int fd, char *buf, size_t *len, bool is_std
         if (n <= 0)
             return false;
         *len += (size_t)n;
-        size_t start = 0;
-        for (size_t i = 0; i < *len; i++)
-            if (buf[i] == '\n') {
-                (is_stderr ? stderr_line : stdout_line)(r, buf + start, i - start);
-                start = i + 1;
-            }
-        if (start == 0 && *len == DEPLOY_LOG_LINE_MAX - 1) { /* a line too long: cut */
-            (is_stderr ? stderr_line : stdout_line)(r, buf, *len);
-            start = *len;
-        }
-        memmove(buf, buf + start, *len - start);
-        *len -= start;
+        deploy_lines_split(buf, len, DEPLOY_LOG_LINE_MAX, is_stderr ? stderr_line : stdout_line, r);
     }
 }
 
@@ -712,14 +630,13 @@ static void replica_free(struct replica *r)
         agent_host_release(h->agents, &r->grant);
     if (r->have_manifest)
         sbx_manifest_free(&r->m);
-    for (size_t i = 0; i < DEPLOY_LOG_LINES; i++)
-        free(r->lines[i].text);
+    free(r->log);
     NX_INFO("deploy_replica_stop", "deployment=%s replica=%u was_running=%d", r->name, r->index,
             was_running);
     free(r);
 }
 
-static struct replica *replica_new(struct deploy_host *h, const struct entry *e,
+static struct replica *replica_new(struct deploy_host *h, const struct deploy_entry *e,
                                    const uint8_t hash[BUNDLE_HASH_BYTES])
 {
     size_t slot = DEPLOY_LOCAL_MAX;
@@ -727,6 +644,10 @@ static struct replica *replica_new(struct deploy_host *h, const struct entry *e,
         if (h->rep[i] == NULL)
             slot = i;
     struct replica *r = slot < DEPLOY_LOCAL_MAX ? calloc(1, sizeof *r) : NULL;
+    if (r && (r->log = calloc(1, sizeof *r->log)) == NULL) {
+        free(r);
+        r = NULL;
+    }
     if (r == NULL)
         return NULL;
     r->h = h;
@@ -795,11 +716,11 @@ static void replica_drop(struct deploy_host *h, struct replica *r)
     replica_free(r);
 }
 
-static void exec_entry(struct deploy_host *h, const struct entry *e)
+static void exec_entry(struct deploy_host *h, const struct deploy_entry *e)
 {
     uint8_t hash[BUNDLE_HASH_BYTES];
-    if (strlen(e->hash_hex) != BUNDLE_HASH_HEX_LEN ||
-        nx_hex_decode(hash, sizeof hash, e->hash_hex) != NX_OK) {
+    if (strlen(e->bundle_hash) != BUNDLE_HASH_HEX_LEN ||
+        nx_hex_decode(hash, sizeof hash, e->bundle_hash) != NX_OK) {
         h->msgs_bad++;
         return;
     }
@@ -859,7 +780,7 @@ static json_t *local_status(struct deploy_host *h)
         json_t *o =
             json_pack("{s:s,s:I,s:s,s:I,s:I,s:I}", "name", r->name, "replica", (json_int_t)r->index,
                       "state", state_name(r->state), "restarts", (json_int_t)r->bo.restarts,
-                      "since_ms", (json_int_t)r->since_ms, "log_lines", (json_int_t)r->lines_total);
+                      "since_ms", (json_int_t)r->since_ms, "log_lines", (json_int_t)r->log->total);
         if (r->why[0] && r->state != REP_RUNNING)
             json_object_set_new(o, "why", json_string(r->why));
         json_array_append_new(arr, o);
@@ -873,14 +794,14 @@ static json_t *local_logs(struct deploy_host *h, const char *name, uint32_t inde
     if (r == NULL)
         return json_pack("{s:b,s:s}", "found", 0, "node", h->id->id_hex);
     json_t *arr = json_array();
-    size_t skip = r->count > max ? r->count - max : 0;
-    for (size_t k = skip; k < r->count; k++) {
-        const struct log_line *l = &r->lines[(r->head + k) % DEPLOY_LOG_LINES];
-        json_array_append_new(arr, json_pack("{s:I,s:s}", "ts_ms", (json_int_t)l->ts_ms, "line",
-                                             l->text ? l->text : ""));
+    size_t skip = r->log->count > max ? r->log->count - max : 0;
+    for (size_t k = skip; k < r->log->count; k++) {
+        const struct deploy_log_line *l = deploy_log_get(r->log, k);
+        json_array_append_new(
+            arr, json_pack("{s:I,s:s}", "ts_ms", (json_int_t)l->ts_ms, "line", l->text));
     }
     return json_pack("{s:b,s:s,s:o,s:I,s:s}", "found", 1, "node", h->id->id_hex, "lines", arr,
-                     "total", (json_int_t)r->lines_total, "state", state_name(r->state));
+                     "total", (json_int_t)r->log->total, "state", state_name(r->state));
 }
 
 static json_t *answer_query(struct deploy_host *h, json_t *q)
@@ -1051,7 +972,7 @@ static json_t *ps_skeleton(struct deploy_host *h, const struct entries *es)
         const struct want_ext *we = &ws.v[i];
         json_t *inst = json_array();
         for (uint32_t r = 0; r < we->w.replicas; r++) {
-            const struct entry *e = entry_find(es, we->w.name, r);
+            const struct deploy_entry *e = entry_find(es, we->w.name, r);
             json_t *o = json_pack("{s:I}", "replica", (json_int_t)r);
             if (e && e->assigned) {
                 char hex[NODE_ID_HEX_LEN + 1];
@@ -1097,7 +1018,7 @@ static enum api_result api_ps(struct deploy_host *h, struct api_request *req)
     }
     /* ask every other node that holds a replica, once */
     for (size_t i = 0; i < es.n; i++) {
-        const struct entry *e = &es.v[i];
+        const struct deploy_entry *e = &es.v[i];
         bool asked = !e->assigned || memcmp(e->node, h->id->pk, NODE_PK_BYTES) == 0;
         for (size_t k = 0; k < i && !asked; k++)
             asked = es.v[k].assigned && memcmp(es.v[k].node, e->node, NODE_PK_BYTES) == 0;
@@ -1132,7 +1053,7 @@ static enum api_result api_logs(struct deploy_host *h, struct api_request *req, 
         api_reply_error(req, 500, "cannot read the assignments");
         return API_DONE;
     }
-    const struct entry *e = entry_find(&es, name, (uint32_t)replica);
+    const struct deploy_entry *e = entry_find(&es, name, (uint32_t)replica);
     if (e == NULL || !e->assigned) {
         api_reply_error(req, 404, "deployment %s has no replica %ld placed on a node", name,
                         replica);

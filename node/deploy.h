@@ -12,12 +12,8 @@
  *
  * Never touches: Raft internals (raft_host_submit_kv, raft_host_kv_scan),
  * the bundle store and fetching (agent_host.h does both), the sandbox
- * internals (sandbox.h's run API).
- *
- * KV layout, one key per replica (written by the leader only):
- *   _deploy/NAME/REPLICA -> {"node": HEX or "", "agent", "version",
- *                            "bundle_hash", "why"?, "since_ms"}
- * node "" means pending, and why says what nothing could offer.
+ * internals (sandbox.h's run API). The KV entries and the log ring are
+ * deploy_kv.h.
  */
 #ifndef NX_NODE_DEPLOY_H
 #define NX_NODE_DEPLOY_H
@@ -26,12 +22,12 @@
 
 #include "agent_host.h"
 #include "api.h"
+#include "deploy_kv.h"
 #include "gossip_host.h"
 #include "mesh.h"
 #include "node.h"
 #include "raft_host.h"
 
-#define DEPLOY_KV_PREFIX "_deploy/"
 #define DEPLOY_MSG_QUERY 70       /* rid u64 LE | JSON {"what": "status" | "logs", ...} */
 #define DEPLOY_MSG_QUERY_REPLY 71 /* rid u64 LE | JSON answer */
 

@@ -173,7 +173,8 @@ class DeployTest(unittest.TestCase):
                  timeout=10, what='no replica to read logs from')
 
     def test_stateless_agent_is_refused(self):
-        n1 = self.nodes[1]
+        # the other test kills a node: ask one that runs
+        n1 = next(nd for nd in self.nodes if nd.proc.poll() is None)
         self.ok(cli(n1, 'agent', 'publish', os.path.join(EXAMPLES, 'hello-sh'),
                     '--operator-key', self.op_key))
         wait_for(lambda: n1.request('GET', '/v1/agents/hello-sh')[0] == 200, timeout=10,
