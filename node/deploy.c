@@ -571,7 +571,9 @@ static int spawn(struct replica *r)
     cfg.limits.timeout_ms = 0; /* runs until stopped */
     cfg.stderr_fd = fds[1];
     char err[SBX_ERR_MAX];
+    uint64_t t0 = nx_clock_mono_us();
     int rc = sbx_run_start(&cfg, &r->run, err, sizeof err);
+    double start_ms = (double)(nx_clock_mono_us() - t0) / 1000.0;
     close(fds[1]);
     if (rc != 0) {
         close(fds[0]);
@@ -595,7 +597,7 @@ static int spawn(struct replica *r)
     sbx_backoff_on_start(&r->bo, nx_clock_mono_ms());
     r->h->starts++;
     set_state(r, REP_RUNNING, NULL);
-    log_printf(r, "[node] started (pid %d)", sbx_run_pid(r->run));
+    log_printf(r, "[node] started (pid %d, sandbox start %.1f ms)", sbx_run_pid(r->run), start_ms);
     return NX_OK;
 }
 
@@ -1009,7 +1011,9 @@ static enum api_result api_ps(struct deploy_host *h, struct api_request *req)
         return API_DONE;
     }
     json_t *result = ps_skeleton(h, &es);
-    merge_status(result, h->id->id_hex, local_status(h)); /* ours, at once */
+    json_t *ours = local_status(h); /* ours, at once */
+    merge_status(result, h->id->id_hex, ours);
+    json_decref(ours);
     struct query *q = query_new(h, req, result, false);
     if (q == NULL) {
         free(es.v);

@@ -134,8 +134,10 @@ class DeployTest(unittest.TestCase):
                                                              for x in l['lines']) >= 2 else None)
                            (logs(outsider, r)), timeout=15, what='ticker lines of replica %d' % r)
             self.assertEqual(got['node'], homes[r])
-            self.assertTrue(any('starting' in x['line'] for x in got['lines']),
+            self.assertTrue(any('stderr: ticker-sh starting' in x['line'] for x in got['lines']),
                             'stderr line kept: %r' % got['lines'])
+            print('  replica %d: %s' % (r, next(x['line'] for x in got['lines']
+                                              if 'sandbox start' in x['line'])))
         text = self.ok(cli(outsider, 'agent', 'logs', 'tick', '--replica', '1'))
         self.assertIn('tick ', text)
 
@@ -171,6 +173,56 @@ class DeployTest(unittest.TestCase):
         wait_for(lambda: not processes(self.marker), timeout=15, what='no ticker process left')
         wait_for(lambda: all(cli(nd, 'agent', 'logs', 'tick').returncode != 0 for nd in alive),
                  timeout=10, what='no replica to read logs from')
+
+    def make_agent(self, name, script, cpu=100):
+        d = os.path.join(self.tmp, name)
+        os.makedirs(d)
+        with open(os.path.join(d, 'manifest.json'), 'w') as f:
+            json.dump({'name': name, 'version': '1.0.0', 'kind': 'long-running',
+                       'entrypoint': ['/usr/bin/sh', '/agent/agent.sh'],
+                       'resources': {'cpu_millicores': cpu, 'memory_mb': 16}}, f)
+        with open(os.path.join(d, 'agent.sh'), 'w') as f:
+            f.write(script)
+        return d
+
+    def alive_node(self):
+        return next(nd for nd in self.nodes if nd.proc.poll() is None)
+
+    def test_crashing_agent_restarts_with_backoff(self):
+        nd = self.alive_node()
+        d = self.make_agent('crasher', '#!/bin/sh\nprintf \'{"log":"up"}\\n\'\n'
+                                       'sleep 0.2\nexit 3\n')
+        self.ok(cli(nd, 'agent', 'publish', d, '--operator-key', self.op_key))
+        wait_for(lambda: nd.request('GET', '/v1/agents/crasher')[0] == 200, timeout=10,
+                 what='crasher in the registry')
+        self.ok(cli(nd, 'agent', 'deploy', 'crasher', '--replicas', '1', '--operator-key',
+                    self.op_key))
+        inst = wait_for(lambda: (lambda i: i if i and i[0].get('restarts', 0) >= 2 else None)
+                        (self.instances(nd, 'crasher')), timeout=20, what='2 restarts')
+        self.assertIn(inst[0]['state'], ('running', 'starting'))
+        got = json.loads(self.ok(cli(nd, 'agent', 'logs', 'crasher', '--json')))
+        lines = [x['line'] for x in got['lines']]
+        self.assertTrue(any('exited with code 3' in x for x in lines), lines)
+        self.assertGreaterEqual(sum(x == 'up' for x in lines), 2)
+        self.ok(cli(nd, 'agent', 'stop', 'crasher', '--operator-key', self.op_key))
+
+    def test_nothing_fits_is_pending_with_the_reason(self):
+        nd = self.alive_node()
+        d = self.make_agent('hog', '#!/bin/sh\nsleep 1000\n', cpu=6000)
+        self.ok(cli(nd, 'agent', 'publish', d, '--operator-key', self.op_key))
+        wait_for(lambda: nd.request('GET', '/v1/agents/hog')[0] == 200, timeout=10,
+                 what='hog in the registry')
+        self.ok(cli(nd, 'agent', 'deploy', 'hog', '--operator-key', self.op_key))
+        inst = wait_for(lambda: (lambda i: i if i and i[0]['state'] == 'pending' and
+                                 'millicores' in i[0].get('why', '') else None)
+                        (self.instances(nd, 'hog')), timeout=15, what='hog pending')
+        self.assertNotIn('node', inst[0])
+        self.assertIn('pending', self.ok(cli(nd, 'agent', 'ps')))
+        self.ok(cli(nd, 'agent', 'stop', 'hog', '--operator-key', self.op_key))
+        wait_for(lambda: self.instances(nd, 'hog') is None, timeout=10, what='hog gone')
+        # the pending entry is removed from the KV too
+        wait_for(lambda: nd.request('GET', '/v1/kv/_deploy%2Fhog%2F0')[0] == 404, timeout=10,
+                 what='the pending entry removed')
 
     def test_stateless_agent_is_refused(self):
         # the other test kills a node: ask one that runs
