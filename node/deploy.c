@@ -13,6 +13,7 @@
 
 #include <ev.h>
 
+#include "agent_exec.h"
 #include "agent_registry.h"
 #include "bundle.h"
 #include "deploy.h"
@@ -37,7 +38,7 @@ struct replica {
     char agent[LEDGER_STR_CAP], version[LEDGER_STR_CAP];
     uint8_t hash[BUNDLE_HASH_BYTES];
     enum rep_state state;
-    char why[256]; /* STARTING: what it waits for */
+    char why[AGENT_EXEC_ERR_MAX]; /* STARTING: what it waits for */
     bool seen;     /* mark and sweep against the KV */
     bool fetching;
     char dir[4096];
@@ -47,6 +48,8 @@ struct replica {
     struct node_grant grant;
     bool reserved;
     struct sbx_run *run;
+    uint64_t tag;       /* this replica's id in start tasks (a new replica gets a new one) */
+    bool start_pending; /* a start is with the helper thread */
     int err_fd;
     ev_io out_io, err_io, pid_io;
     ev_timer timer; /* restart or retry */
@@ -80,7 +83,9 @@ struct deploy_host {
     struct agent_registry *registry;
     struct nx_rng rng;
     ev_timer control_timer, exec_timer;
-    unsigned inflight; /* controller writes not yet answered */
+    unsigned inflight;       /* controller writes not yet answered */
+    struct agent_exec *exec; /* one helper thread: sandbox starts */
+    uint64_t next_tag;
     struct replica *rep[DEPLOY_LOCAL_MAX];
     struct query q[DEPLOY_QUERIES_MAX];
     /* counters */
@@ -557,6 +562,7 @@ static int reserve(struct replica *r)
     return NX_OK;
 }
 
+/* Hands the sandbox start (about 10 ms of clone, mounts, cgroup) to the helper thread. */
 static int spawn(struct replica *r)
 {
     int fds[2];
@@ -564,29 +570,64 @@ static int spawn(struct replica *r)
         set_state(r, REP_STARTING, "cannot make a pipe");
         return NX_ERR_IO;
     }
-    struct sbx_config cfg;
-    sbx_config_init(&cfg);
-    cfg.bundle_dir = r->dir;
-    sbx_config_from_manifest(&cfg, &r->m, false);
-    cfg.limits.timeout_ms = 0; /* runs until stopped */
-    cfg.stderr_fd = fds[1];
-    char err[SBX_ERR_MAX];
-    uint64_t t0 = nx_clock_mono_us();
-    int rc = sbx_run_start(&cfg, &r->run, err, sizeof err);
-    double start_ms = (double)(nx_clock_mono_us() - t0) / 1000.0;
-    close(fds[1]);
-    if (rc != 0) {
+    struct agent_task *t = agent_task_new(AGENT_TASK_START);
+    if (t == NULL) {
         close(fds[0]);
-        r->run = NULL;
-        set_state(r, REP_STARTING, err);
-        return NX_ERR_IO;
+        close(fds[1]);
+        set_state(r, REP_STARTING, "out of memory");
+        return NX_ERR_NOMEM;
+    }
+    snprintf(t->bundle_dir, sizeof t->bundle_dir, "%s", r->dir);
+    t->stderr_fd = fds[1];
+    t->tag = r->tag;
+    if (agent_exec_submit(r->h->exec, t) != NX_OK) {
+        agent_task_free(t); /* closes fds[1] */
+        close(fds[0]);
+        set_state(r, REP_STARTING, "this node's start queue is full");
+        return NX_ERR_FULL;
     }
     r->err_fd = fds[0];
+    r->start_pending = true;
+    set_state(r, REP_STARTING, "starting the sandbox");
+    return NX_OK;
+}
+
+static struct replica *replica_by_tag(struct deploy_host *h, uint64_t tag)
+{
+    for (size_t i = 0; i < DEPLOY_LOCAL_MAX; i++)
+        if (h->rep[i] && h->rep[i]->tag == tag)
+            return h->rep[i];
+    return NULL;
+}
+
+/* A start came back from the helper thread: supervise it, or drop it when nobody waits. */
+static void on_started(void *ctx, struct agent_task *t)
+{
+    struct deploy_host *h = ctx;
+    struct replica *r = replica_by_tag(h, t->tag);
+    if (r == NULL || !r->start_pending) { /* stopped meanwhile: the run is killed */
+        agent_task_free(t);
+        return;
+    }
+    r->start_pending = false;
+    if (t->rc != 0) {
+        close(r->err_fd);
+        r->err_fd = -1;
+        set_state(r, REP_STARTING, t->err);
+        log_printf(r, "[node] start failed: %.400s", t->err);
+        agent_task_free(t);
+        retry_in(r, DEPLOY_FETCH_RETRY_MS);
+        return;
+    }
+    r->run = t->run;
+    t->run = NULL;
+    double start_ms = (double)(t->finished_us - t->started_us) / 1000.0;
+    agent_task_free(t);
     int out = sbx_run_stdout_fd(r->run);
     int fl = fcntl(out, F_GETFL);
     if (fl >= 0 && fcntl(out, F_SETFL, fl | O_NONBLOCK) != 0)
         NX_WARN("deploy_nonblock_failed", "deployment=%s", r->name);
-    struct ev_loop *loop = r->h->loop;
+    struct ev_loop *loop = h->loop;
     ev_io_init(&r->out_io, on_out, out, EV_READ);
     ev_io_init(&r->err_io, on_err, r->err_fd, EV_READ);
     ev_io_init(&r->pid_io, on_exit_watch, sbx_run_pidfd(r->run), EV_READ);
@@ -595,15 +636,15 @@ static int spawn(struct replica *r)
     ev_io_start(loop, &r->err_io);
     ev_io_start(loop, &r->pid_io);
     sbx_backoff_on_start(&r->bo, nx_clock_mono_ms());
-    r->h->starts++;
+    h->starts++;
     set_state(r, REP_RUNNING, NULL);
-    log_printf(r, "[node] started (pid %d, sandbox start %.1f ms)", sbx_run_pid(r->run), start_ms);
-    return NX_OK;
+    log_printf(r, "[node] started (pid %d, sandbox start %.1f ms on a helper thread)",
+               sbx_run_pid(r->run), start_ms);
 }
 
 static void try_start(struct replica *r)
 {
-    if (r->run || r->fetching)
+    if (r->run || r->fetching || r->start_pending)
         return;
     char err[256];
     int rc = agent_host_bundle_dir(r->h->agents, r->hash, r->dir, sizeof r->dir, err, sizeof err);
@@ -659,6 +700,7 @@ static struct replica *replica_new(struct deploy_host *h, const struct deploy_en
     snprintf(r->version, sizeof r->version, "%s", e->version);
     memcpy(r->hash, hash, BUNDLE_HASH_BYTES);
     r->err_fd = -1;
+    r->tag = ++h->next_tag;
     sbx_backoff_init(&r->bo, DEPLOY_BACKOFF_BASE_MS, DEPLOY_BACKOFF_MAX_MS,
                      DEPLOY_BACKOFF_STABLE_MS);
     ev_timer_init(&r->timer, on_timer, 0., 0.);
@@ -1135,6 +1177,8 @@ int deploy_host_start(struct deploy_host **out, struct ev_loop *loop, struct mes
         h->cfg.grace_ms = DEPLOY_GRACE_DEFAULT_MS;
     nx_rng_seed(&h->rng, randombytes_random() | (uint64_t)randombytes_random() << 32);
     int rc = agent_registry_open(&h->registry, raft_host_ledger(raft));
+    if (rc == NX_OK && (rc = agent_exec_start(&h->exec, loop, 1, 0, on_started, h)) != NX_OK)
+        snprintf(err, cap, "deployments: cannot start the helper thread: %s", nx_strerror(rc));
     if (rc == NX_OK &&
         ((rc = mesh_set_handler(mesh, DEPLOY_MSG_QUERY, on_query_msg, h)) != NX_OK ||
          (rc = mesh_set_handler(mesh, DEPLOY_MSG_QUERY_REPLY, on_query_reply, h)) != NX_OK))
@@ -1162,6 +1206,7 @@ void deploy_host_stop(struct deploy_host *h)
     for (size_t i = 0; i < DEPLOY_LOCAL_MAX; i++)
         if (h->rep[i])
             replica_drop(h, h->rep[i]);
+    agent_exec_stop(h->exec); /* a start still in flight is killed with its task */
     for (size_t i = 0; i < DEPLOY_QUERIES_MAX; i++)
         if (h->q[i].used) {
             ev_timer_stop(h->loop, &h->q[i].timer);
