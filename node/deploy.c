@@ -39,7 +39,7 @@ struct replica {
     uint8_t hash[BUNDLE_HASH_BYTES];
     enum rep_state state;
     char why[AGENT_EXEC_ERR_MAX]; /* STARTING: what it waits for */
-    bool seen;     /* mark and sweep against the KV */
+    bool seen;                    /* mark and sweep against the KV */
     bool fetching;
     char dir[4096];
     struct sbx_manifest m;
@@ -1005,6 +1005,17 @@ static uint64_t query_rid(const struct deploy_host *h, const struct query *q)
     return ((uint64_t)q->gen << SLOT_BITS) | (uint64_t)(q - h->q);
 }
 
+/* Gossip says the member is dead or left (or never heard of it): not worth asking. */
+static bool member_gone(struct deploy_host *h, const uint8_t pk[NODE_PK_BYTES])
+{
+    enum gossip_state st;
+    uint64_t for_ms;
+    if (memcmp(pk, h->id->pk, NODE_PK_BYTES) == 0)
+        return false;
+    return gossip_host_member_state(h->gossip, pk, &st, &for_ms) != NX_OK || st == GOSSIP_DEAD ||
+           st == GOSSIP_LEFT;
+}
+
 /* The ps answer from the registry and the KV, each instance "unknown" until its node says. */
 static json_t *ps_skeleton(struct deploy_host *h, const struct entries *es)
 {
@@ -1023,7 +1034,11 @@ static json_t *ps_skeleton(struct deploy_host *h, const struct entries *es)
                 nx_hex_encode(hex, e->node, NODE_PK_BYTES);
                 json_object_set_new(o, "node", json_string(hex));
                 json_object_set_new(o, "state", json_string("unknown"));
-                json_object_set_new(o, "why", json_string("its node did not answer"));
+                json_object_set_new(o, "why",
+                                    json_string(member_gone(h, e->node)
+                                                    ? "its node is dead (gossip): the replica "
+                                                      "moves once the grace period is over"
+                                                    : "its node did not answer"));
                 json_object_set_new(o, "since_ms", json_integer((json_int_t)e->since_ms));
             } else {
                 json_object_set_new(o, "state", json_string("pending"));
@@ -1065,7 +1080,8 @@ static enum api_result api_ps(struct deploy_host *h, struct api_request *req)
     /* ask every other node that holds a replica, once */
     for (size_t i = 0; i < es.n; i++) {
         const struct deploy_entry *e = &es.v[i];
-        bool asked = !e->assigned || memcmp(e->node, h->id->pk, NODE_PK_BYTES) == 0;
+        bool asked = !e->assigned || memcmp(e->node, h->id->pk, NODE_PK_BYTES) == 0 ||
+                     member_gone(h, e->node);
         for (size_t k = 0; k < i && !asked; k++)
             asked = es.v[k].assigned && memcmp(es.v[k].node, e->node, NODE_PK_BYTES) == 0;
         if (asked)
@@ -1078,7 +1094,7 @@ static enum api_result api_ps(struct deploy_host *h, struct api_request *req)
     free(es.v);
     if (q->waiting == 0) {
         query_finish(q);
-        return API_PENDING; /* already answered */
+        return API_DONE;
     }
     ev_timer_start(h->loop, &q->timer);
     return API_PENDING;
@@ -1133,7 +1149,7 @@ static enum api_result api_logs(struct deploy_host *h, struct api_request *req, 
     json_decref(body);
     if (q->waiting == 0) {
         query_finish(q);
-        return API_PENDING;
+        return API_DONE;
     }
     ev_timer_start(h->loop, &q->timer);
     return API_PENDING;

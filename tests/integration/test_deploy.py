@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -151,17 +152,28 @@ class DeployTest(unittest.TestCase):
         alive = [nd for nd in self.nodes if nd is not victim]
         observer = next(nd for nd in alive if nd.id in homes)  # runs the other replica
         declared = []
+        stop_watch = threading.Event()
 
-        def moved_away():
-            if not declared:  # when gossip (as the leader sees it) declared the victim dead
-                members = leader.request('GET', '/v1/members')[1]['members']
+        def watch_gossip():  # when gossip, as the leader sees it, declares the victim dead
+            while not stop_watch.is_set() and not declared:
+                try:
+                    members = leader.request('GET', '/v1/members')[1]['members']
+                except OSError:
+                    members = []
                 if any(m['id'] == victim.id and m['state'] in ('dead', 'left')
                        for m in members):
                     declared.append(time.monotonic() - killed_at)
+                time.sleep(0.05)
+        watcher = threading.Thread(target=watch_gossip, daemon=True)
+        watcher.start()
+
+        def moved_away():
             return self.running_on(observer, 'tick', 2, avoid=(victim.id,))
         new_homes = wait_for(moved_away, timeout=RESCHEDULE_BOUND_S, interval=0.1,
                              what='the replica running elsewhere')
         took = time.monotonic() - killed_at
+        stop_watch.set()
+        watcher.join(5)
         print('  kill -9 of a replica\'s node -> declared dead by gossip after %s, running '
               'elsewhere after %.2f s (grace %d ms, bound %d s)'
               % ('%.2f s' % declared[0] if declared else '?', took, GRACE_MS,
