@@ -85,6 +85,7 @@ struct deploy_host {
     ev_timer control_timer, exec_timer;
     unsigned inflight;       /* controller writes not yet answered */
     struct agent_exec *exec; /* one helper thread: sandbox starts */
+    uint64_t started_ms;     /* monotonic */
     uint64_t next_tag;
     struct replica *rep[DEPLOY_LOCAL_MAX];
     struct query q[DEPLOY_QUERIES_MAX];
@@ -397,6 +398,10 @@ static void on_control(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     struct deploy_host *h = w->data;
+    /* A node that just started may not have heard of every member yet, and an
+     * unknown member counts as gone: give gossip the grace period first. */
+    if (nx_clock_mono_ms() - h->started_ms < h->cfg.grace_ms)
+        return;
     /* one round at a time: the next waits for every write of the last to be answered */
     if (h->inflight == 0 && raft_host_gossip_role(h->raft) == GOSSIP_RAFT_LEADER)
         control_round(h);
@@ -1191,6 +1196,7 @@ int deploy_host_start(struct deploy_host **out, struct ev_loop *loop, struct mes
     h->cfg = *cfg;
     if (h->cfg.grace_ms == 0)
         h->cfg.grace_ms = DEPLOY_GRACE_DEFAULT_MS;
+    h->started_ms = nx_clock_mono_ms();
     nx_rng_seed(&h->rng, randombytes_random() | (uint64_t)randombytes_random() << 32);
     int rc = agent_registry_open(&h->registry, raft_host_ledger(raft));
     if (rc == NX_OK && (rc = agent_exec_start(&h->exec, loop, 1, 0, on_started, h)) != NX_OK)

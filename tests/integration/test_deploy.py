@@ -196,11 +196,11 @@ class DeployTest(unittest.TestCase):
         wait_for(lambda: all(cli(nd, 'agent', 'logs', 'tick').returncode != 0 for nd in alive),
                  timeout=10, what='no replica to read logs from')
 
-    def make_agent(self, name, script, cpu=100):
-        d = os.path.join(self.tmp, name)
+    def make_agent(self, name, script, cpu=100, version='1.0.0'):
+        d = os.path.join(self.tmp, '%s-%s' % (name, version))
         os.makedirs(d)
         with open(os.path.join(d, 'manifest.json'), 'w') as f:
-            json.dump({'name': name, 'version': '1.0.0', 'kind': 'long-running',
+            json.dump({'name': name, 'version': version, 'kind': 'long-running',
                        'entrypoint': ['/usr/bin/sh', '/agent/agent.sh'],
                        'resources': {'cpu_millicores': cpu, 'memory_mb': 16}}, f)
         with open(os.path.join(d, 'agent.sh'), 'w') as f:
@@ -227,6 +227,32 @@ class DeployTest(unittest.TestCase):
         self.assertTrue(any('exited with code 3' in x for x in lines), lines)
         self.assertGreaterEqual(sum(x == 'up' for x in lines), 2)
         self.ok(cli(nd, 'agent', 'stop', 'crasher', '--operator-key', self.op_key))
+
+    def test_new_version_and_scale_up(self):
+        nd = self.alive_node()
+        script = '#!/bin/sh\nwhile :; do printf \'{"log":"%s"}\\n\'; sleep 1; done\n'
+        for v in ('1.0.0', '1.0.1'):
+            d = self.make_agent('versioned', script % ('version ' + v), version=v)
+            self.ok(cli(nd, 'agent', 'publish', d, '--operator-key', self.op_key))
+        wait_for(lambda: len(nd.request('GET', '/v1/agents/versioned')[1]['versions']) == 2,
+                 timeout=10, what='both versions in the registry')
+        self.ok(cli(nd, 'agent', 'deploy', 'versioned@1.0.0', '--operator-key', self.op_key))
+        wait_for(lambda: self.running_on(nd, 'versioned', 1), timeout=30, what='v1 running')
+        # the same deployment again: a new version and one more replica
+        self.ok(cli(nd, 'agent', 'deploy', 'versioned@1.0.1', '--replicas', '2',
+                    '--operator-key', self.op_key))
+
+        def upgraded():
+            deps = [d for d in self.ps(nd) if d['name'] == 'versioned']
+            if not deps or deps[0]['version'] != '1.0.1':
+                return None
+            return self.running_on(nd, 'versioned', 2)
+        wait_for(upgraded, timeout=30, what='2 replicas of 1.0.1 running')
+        for r in (0, 1):
+            wait_for(lambda: any('version 1.0.1' in x['line'] for x in json.loads(self.ok(
+                cli(nd, 'agent', 'logs', 'versioned', '--replica', str(r), '--json')))['lines']),
+                timeout=15, what='replica %d logs from 1.0.1' % r)
+        self.ok(cli(nd, 'agent', 'stop', 'versioned', '--operator-key', self.op_key))
 
     def test_nothing_fits_is_pending_with_the_reason(self):
         nd = self.alive_node()
