@@ -26,6 +26,10 @@
 #define ENTRIES_MAX 4096
 #define SLOT_BITS 16
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
+#define DEPLOY_RECENT_MAX 256
+/* an assignment this recent counts against its member in the leader's view (the
+ * executor's reservation reaches gossip with the next refresh) */
+#define DEPLOY_VIEW_GRACE_MS (GOSSIP_HOST_REFRESH_MS + 1000)
 
 /* ---- one replica run here ------------------------------------------------------- */
 
@@ -85,7 +89,13 @@ struct deploy_host {
     ev_timer control_timer, exec_timer;
     unsigned inflight;       /* controller writes not yet answered */
     struct agent_exec *exec; /* one helper thread: sandbox starts */
-    uint64_t started_ms;     /* monotonic */
+    struct recent {          /* assignments made lately, charged to the view (gossip lags) */
+        uint8_t node[NODE_PK_BYTES];
+        struct place_needs needs;
+        uint64_t at_ms; /* monotonic; 0: free */
+    } recent[DEPLOY_RECENT_MAX];
+    size_t recent_next;
+    uint64_t started_ms; /* monotonic */
     uint64_t next_tag;
     struct replica *rep[DEPLOY_LOCAL_MAX];
     struct query q[DEPLOY_QUERIES_MAX];
@@ -283,6 +293,14 @@ static int members_view(struct deploy_host *h, struct gossip_member_info **out, 
         else
             (*out)[i].state_change_ms = now;
     }
+    for (size_t k = 0; k < DEPLOY_RECENT_MAX; k++) {
+        const struct recent *ra = &h->recent[k];
+        if (ra->at_ms == 0 || now - ra->at_ms > DEPLOY_VIEW_GRACE_MS)
+            continue;
+        for (size_t i = 0; i < *n; i++)
+            if (memcmp((*out)[i].id, ra->node, NODE_PK_BYTES) == 0)
+                place_charge(&(*out)[i], &ra->needs);
+    }
     return NX_OK;
 }
 
@@ -334,6 +352,11 @@ static void apply_changes(struct deploy_host *h, const struct wants *ws, const s
             entry_of(&v, we, c->replica, c->node, NULL);
             (*budget)--;
             kv_write(h, c->name, c->replica, &v);
+            struct recent *ra = &h->recent[h->recent_next];
+            h->recent_next = (h->recent_next + 1) % DEPLOY_RECENT_MAX;
+            memcpy(ra->node, c->node, NODE_PK_BYTES);
+            ra->needs = we->w.needs;
+            ra->at_ms = nx_clock_mono_ms();
         }
     }
 }
