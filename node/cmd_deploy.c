@@ -24,6 +24,7 @@
 #define DEPLOY_CLI_MAX_ARGS 64
 #define DEPLOY_CLI_ATTEMPTS 5
 #define DEPLOY_CLI_RETRY_MS 300
+#define DEPLOY_CLI_REGISTRY_ATTEMPTS 7 /* about 2 s for a version published a moment ago */
 
 static const struct cli_opt deploy_opts[] = {
     CLI_CLIENT_OPTS,
@@ -229,9 +230,24 @@ static int resolve(struct dctx *x, const char *name, const char *want, char *ver
 {
     char path[160];
     snprintf(path, sizeof path, "/v1/agents/%s", name);
-    json_t *a = get(x, path);
-    if (a == NULL)
+    /* The registry is read from the node's applied state: a version published a
+     * moment ago through another member may be a replication round trip away. */
+    json_t *a = NULL;
+    long status = -1;
+    for (int i = 0; i < DEPLOY_CLI_REGISTRY_ATTEMPTS; i++) {
+        json_decref(a);
+        a = NULL;
+        status = client_call(&x->c, "GET", path, NULL, &a);
+        if (status != 404)
+            break;
+        usleep(DEPLOY_CLI_RETRY_MS * 1000);
+    }
+    if (status < 200 || status >= 300) {
+        if (status > 0)
+            client_print_error(status, a);
+        json_decref(a);
         return 1;
+    }
     const char *v = want ? want : json_string_value(json_object_get(a, "latest"));
     json_t *found = NULL, *e;
     size_t i;
