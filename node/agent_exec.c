@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent_exec.h"
 
@@ -54,8 +55,10 @@ struct agent_exec {
 struct agent_task *agent_task_new(enum agent_task_kind kind)
 {
     struct agent_task *t = calloc(1, sizeof *t);
-    if (t)
+    if (t) {
         t->kind = kind;
+        t->stderr_fd = -1;
+    }
     return t;
 }
 
@@ -68,6 +71,15 @@ void agent_task_free(struct agent_task *t)
     free(t->output_json);
     free(t->context_out);
     free(t->agent_error);
+    if (t->run) { /* started, but nobody took it */
+        struct sbx_usage u;
+        sbx_run_kill(t->run);
+        if (sbx_run_wait(t->run, &u) != 0)
+            NX_WARN("agent_exec_reap_failed", "bundle_dir=%s", t->bundle_dir);
+        sbx_run_free(t->run);
+    }
+    if (t->stderr_fd >= 0)
+        close(t->stderr_fd);
     free(t);
 }
 
@@ -202,6 +214,32 @@ static struct warm_pool *do_run(struct agent_exec *ex, struct agent_task *t)
     return wp; /* a warm attempt that failed took a sandbox too */
 }
 
+/* Starts a long-running agent (START); the loop supervises it from there. */
+static void do_start(struct agent_task *t)
+{
+    struct sbx_manifest m;
+    char err[SBX_ERR_MAX] = "";
+    t->rc = sbx_manifest_load(t->bundle_dir, &m, err, sizeof err);
+    if (t->rc == 0) {
+        struct sbx_config cfg;
+        sbx_config_init(&cfg);
+        cfg.bundle_dir = t->bundle_dir;
+        sbx_config_from_manifest(&cfg, &m, false);
+        cfg.limits.timeout_ms = 0; /* runs until it is stopped */
+        cfg.stderr_fd = t->stderr_fd;
+        t->rc = sbx_run_start(&cfg, &t->run, err, sizeof err);
+        if (t->rc != 0)
+            t->run = NULL;
+        sbx_manifest_free(&m);
+    }
+    if (t->stderr_fd >= 0) { /* the agent holds its own copy now */
+        close(t->stderr_fd);
+        t->stderr_fd = -1;
+    }
+    if (t->rc != 0)
+        snprintf(t->err, sizeof t->err, "%s", err[0] ? err : nx_strerror(t->rc));
+}
+
 /* ---- threads and the loop ---------------------------------------------------- */
 
 /*
@@ -251,7 +289,11 @@ static void *worker(void *arg)
         ex->running++;
         pthread_mutex_unlock(&ex->mu);
         t->started_us = nx_clock_mono_us();
-        struct warm_pool *used = do_run(ex, t);
+        struct warm_pool *used = NULL;
+        if (t->kind == AGENT_TASK_START)
+            do_start(t);
+        else
+            used = do_run(ex, t);
         t->finished_us = nx_clock_mono_us();
         if (used && to_refill && used != to_refill)
             refill(to_refill); /* one pending refill per thread */

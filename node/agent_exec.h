@@ -32,7 +32,10 @@
 struct ev_loop;
 struct agent_exec;
 
-enum agent_task_kind { AGENT_TASK_RUN = 1 };
+enum agent_task_kind {
+    AGENT_TASK_RUN = 1,
+    AGENT_TASK_START = 2, /* start a long-running agent and hand its run back (deployments) */
+};
 
 struct agent_task {
     enum agent_task_kind kind;
@@ -54,6 +57,13 @@ struct agent_task {
     /* rc 0: the agent ran (and answered or not); else err says why it could not */
     int rc;
     char err[AGENT_EXEC_ERR_MAX];
+    /* START in: bundle_dir, and stderr_fd, the write end the agent's stderr goes to
+     * (closed by the thread once the agent started, -1 for none); the run has no
+     * timeout. START out: run, started (owned: the submitter takes it and sets it
+     * NULL; agent_task_free kills and reaps a run nobody took), rc and err as for RUN. */
+    int stderr_fd;
+    struct sbx_run *run;
+    uint64_t tag;            /* the submitter's, untouched */
     struct agent_task *next; /* private */
 };
 

@@ -81,7 +81,6 @@ struct inbound {
     uint8_t bundle_hash[BUNDLE_HASH_BYTES];
     char *input_json;   /* owned */
     char *context_json; /* owned: a session call's context, else NULL */
-    bool prefetch;      /* no run: a bundle copied ahead of need (replication) */
     struct node_grant grant;
     /* fetching */
     uint8_t sources[AGENT_HOST_CANDIDATES][NODE_PK_BYTES];
@@ -96,6 +95,8 @@ struct inbound {
     uint8_t *charge_cmd;  /* owned: the signed charge, resent as is while Raft says 503 */
     size_t charge_len;
     unsigned charge_attempts;
+    agent_host_fetch_fn fetch_fn; /* set: a fetch alone, for a deployment (no run) */
+    void *fetch_arg;
 };
 
 struct done_entry {
@@ -143,6 +144,7 @@ struct agent_host {
     uint64_t prefetch_failed_until[AGENT_HOST_PREFETCH_BACKOFF_SLOTS];
     size_t prefetch_failed_next;
     uint64_t prefetched, prefetch_failures;
+    bool prefetching;
 };
 
 static void le64_put(uint8_t *p, uint64_t v)
@@ -831,11 +833,11 @@ static void in_free(struct inbound *r)
     memset(&r->grant, 0, sizeof r->grant);
     if (gpus && h->gossip)
         gossip_host_refresh(h->gossip);
-    r->prefetch = false;
     free(r->input_json);
     free(r->context_json);
     free(r->buf);
     free(r->charge_cmd);
+    r->fetch_fn = NULL;
     json_decref(r->result);
     r->input_json = r->context_json = NULL;
     r->buf = NULL;
@@ -845,16 +847,9 @@ static void in_free(struct inbound *r)
 }
 
 /* The final answer: to the requester, into the replay cache, and the slot is freed. */
-static void prefetch_failed(struct inbound *r);
-
 static void in_finish(struct inbound *r)
 {
     struct agent_host *h = r->h;
-    if (r->prefetch) { /* nobody waits for an answer */
-        prefetch_failed(r);
-        in_free(r);
-        return;
-    }
     json_object_set_new(r->result, "status", json_string("done"));
     json_object_set_new(r->result, "run_id", json_string(r->run_id));
     json_object_set_new(r->result, "node", json_string(h->id->id_hex));
@@ -875,6 +870,15 @@ static void in_fail(struct inbound *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (r->fetch_fn) { /* a fetch alone: no requester waits for a RUN_REPLY */
+        agent_host_fetch_fn fn = r->fetch_fn;
+        void *arg = r->fetch_arg;
+        uint8_t hash[BUNDLE_HASH_BYTES];
+        memcpy(hash, r->bundle_hash, sizeof hash);
+        in_free(r);
+        fn(arg, hash, NX_ERR_NOT_FOUND, msg);
+        return;
+    }
     r->h->runs_failed++;
     if (r->result == NULL)
         r->result = json_object();
@@ -1134,13 +1138,13 @@ static void fetch_complete(struct inbound *r)
         return;
     }
     h->fetched_bundles++;
-    if (r->prefetch) {
-        h->prefetched++;
-        char hex[BUNDLE_HASH_HEX_LEN + 1];
-        nx_hex_encode(hex, r->bundle_hash, BUNDLE_HASH_BYTES);
-        NX_INFO("agent_bundle_replicated", "bundle=%.16s bytes=%llu", hex,
-                (unsigned long long)r->total);
+    if (r->fetch_fn) {
+        agent_host_fetch_fn fn = r->fetch_fn;
+        void *arg = r->fetch_arg;
+        uint8_t hash[BUNDLE_HASH_BYTES];
+        memcpy(hash, r->bundle_hash, sizeof hash);
         in_free(r);
+        fn(arg, hash, NX_OK, "");
         return;
     }
     start_run(r);
@@ -1153,11 +1157,10 @@ static void fetch_complete(struct inbound *r)
  * that first received it. A bundle no member could serve is retried after
  * AGENT_HOST_PREFETCH_RETRY_MS. */
 
-static void prefetch_failed(struct inbound *r)
+static void prefetch_failed(struct agent_host *h, const uint8_t *hash)
 {
-    struct agent_host *h = r->h;
     size_t i = h->prefetch_failed_next++ % AGENT_HOST_PREFETCH_BACKOFF_SLOTS;
-    memcpy(h->prefetch_failed[i], r->bundle_hash, BUNDLE_HASH_BYTES);
+    memcpy(h->prefetch_failed[i], hash, BUNDLE_HASH_BYTES);
     h->prefetch_failed_until[i] = nx_clock_mono_ms() + AGENT_HOST_PREFETCH_RETRY_MS;
     h->prefetch_failures++;
 }
@@ -1189,40 +1192,32 @@ static int prefetch_pick_cb(void *arg, const struct ledger_agent *a)
     return 1;
 }
 
+static void on_prefetched(void *arg, const uint8_t *bundle_hash, int rc, const char *why)
+{
+    struct agent_host *h = arg;
+    char hex[BUNDLE_HASH_HEX_LEN + 1];
+    nx_hex_encode(hex, bundle_hash, BUNDLE_HASH_BYTES);
+    h->prefetching = false;
+    if (rc == NX_OK) {
+        h->prefetched++;
+        NX_INFO("agent_bundle_replicated", "bundle=%.16s", hex);
+    } else {
+        prefetch_failed(h, bundle_hash);
+        NX_INFO("agent_bundle_replication_deferred", "bundle=%.16s why=\"%s\"", hex, why);
+    }
+}
+
 static void on_prefetch_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
     struct agent_host *h = w->data;
-    struct inbound *slot = NULL;
-    for (size_t i = 0; i < AGENT_HOST_MAX_INBOUND; i++) {
-        if (h->in[i].state != IN_FREE && h->in[i].prefetch)
-            return; /* one at a time */
-        if (slot == NULL && h->in[i].state == IN_FREE)
-            slot = &h->in[i];
-    }
     struct prefetch_pick p = {.h = h};
-    if (slot == NULL ||
+    if (h->prefetching || /* one at a time */
         ledger_agents_foreach(raft_host_ledger(h->raft), prefetch_pick_cb, &p) < 0 || !p.found)
         return;
-    struct inbound *r = slot;
-    r->gen++;
-    r->h = h;
-    r->prefetch = true;
-    memset(&r->grant, 0, sizeof r->grant);
-    memcpy(r->origin, h->id->pk, NODE_PK_BYTES); /* ourselves: not a source */
-    snprintf(r->run_id, sizeof r->run_id, "prefetch");
-    r->account[0] = '\0';
-    memcpy(r->bundle_hash, p.hash, BUNDLE_HASH_BYTES);
-    r->result = json_object();
-    r->fetch_error[0] = '\0';
-    r->received_us = nx_clock_mono_us();
-    ev_timer_init(&r->timer, NULL, 0., 0.);
-    r->timer.data = r;
-    r->state = IN_FETCHING;
-    sources_fill(r);
-    r->src = 0;
-    fetch_next_source(r);
+    if (agent_host_fetch(h, p.hash, on_prefetched, h) == NX_OK)
+        h->prefetching = true;
 }
 
 static void on_fetch_reply(struct agent_host *h, const uint8_t from[NODE_PK_BYTES],
@@ -1615,6 +1610,78 @@ enum api_result agent_host_api_bundle(void *ctx, struct api_request *req)
     api_reply_json(req, complete ? 201 : 202,
                    json_pack("{s:s,s:b}", "bundle_hash", hex, "complete", complete));
     return API_DONE;
+}
+
+/* ---- for deployments ------------------------------------------------------------------- */
+
+static void on_fetch_start(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct inbound *r = w->data;
+    sources_fill(r);
+    r->src = 0;
+    fetch_next_source(r);
+}
+
+int agent_host_fetch(struct agent_host *h, const uint8_t *bundle_hash, agent_host_fetch_fn fn,
+                     void *arg)
+{
+    struct inbound *r = NULL;
+    for (size_t i = 0; i < AGENT_HOST_MAX_INBOUND && r == NULL; i++)
+        if (h->in[i].state == IN_FREE)
+            r = &h->in[i];
+    if (r == NULL)
+        return NX_ERR_FULL;
+    r->gen++;
+    r->h = h;
+    memset(&r->grant, 0, sizeof r->grant);
+    memcpy(r->origin, h->id->pk, NODE_PK_BYTES); /* sources: every other alive member */
+    r->origin_rid = 0;
+    r->run_id[0] = r->account[0] = r->tenant[0] = '\0';
+    memcpy(r->bundle_hash, bundle_hash, BUNDLE_HASH_BYTES);
+    r->fetch_error[0] = '\0';
+    r->fetch_fn = fn;
+    r->fetch_arg = arg;
+    r->received_us = nx_clock_mono_us();
+    r->state = IN_FETCHING;
+    ev_timer_init(&r->timer, on_fetch_start, 0., 0.); /* fn never runs before we return */
+    r->timer.data = r;
+    ev_timer_start(h->loop, &r->timer);
+    return NX_OK;
+}
+
+int agent_host_bundle_dir(struct agent_host *h, const uint8_t *bundle_hash, char *dir, size_t cap,
+                          char *err, size_t err_cap)
+{
+    if (!agent_store_has(&h->store, bundle_hash))
+        return NX_ERR_NOT_FOUND;
+    return agent_store_unpacked(&h->store, bundle_hash, dir, cap, err, err_cap);
+}
+
+int agent_host_reserve(struct agent_host *h, const struct node_request *req,
+                       struct node_grant *grant)
+{
+    struct node_resources avail;
+    int rc = resources_now(h, &avail);
+    if (rc == NX_OK)
+        rc = node_resources_reserve(&h->reserved, &h->detected, req, grant);
+    if (rc == NX_OK && h->gossip)
+        gossip_host_refresh(h->gossip);
+    return rc;
+}
+
+void agent_host_release(struct agent_host *h, const struct node_grant *grant)
+{
+    if (node_resources_release(&h->reserved, grant) != NX_OK)
+        NX_ERROR("agent_release_failed", "what=deployment");
+    if (h->gossip)
+        gossip_host_refresh(h->gossip);
+}
+
+int agent_host_members(struct agent_host *h, struct gossip_member_info **out, size_t *n)
+{
+    return members_load(h, out, n);
 }
 
 /* ---- life cycle ------------------------------------------------------------------------ */

@@ -121,6 +121,30 @@ json_t *agent_host_counters_json(const struct agent_host *h);
 /* The registry questions (agent_registry.h) this host answers with. */
 struct agent_registry *agent_host_registry(struct agent_host *h);
 
+/* ---- for deployments (node/deploy.h): the bundle store, fetching, reservations ---- */
+
+/* Called once a fetch ended: rc NX_OK (the bundle is stored here) or an error and why. */
+typedef void (*agent_host_fetch_fn)(void *arg, const uint8_t *bundle_hash, int rc, const char *why);
+/*
+ * Fetches a bundle (BUNDLE_HASH_BYTES) from the alive members, like a run's
+ * target does; fn runs later from the loop, never before this returns.
+ * NX_ERR_FULL when every inbound slot is busy (try again later).
+ */
+int agent_host_fetch(struct agent_host *h, const uint8_t *bundle_hash, agent_host_fetch_fn fn,
+                     void *arg) NX_MUST_USE;
+/* The unpacked bundle's directory; NX_ERR_NOT_FOUND when the bundle is not stored here. */
+int agent_host_bundle_dir(struct agent_host *h, const uint8_t *bundle_hash, char *dir, size_t cap,
+                          char *err, size_t err_cap) NX_MUST_USE;
+struct node_request;
+struct node_grant;
+/* Holds resources here like an admitted run (gossip advertises them as taken). */
+int agent_host_reserve(struct agent_host *h, const struct node_request *req,
+                       struct node_grant *grant) NX_MUST_USE;
+void agent_host_release(struct agent_host *h, const struct node_grant *grant);
+/* The member view as gossip sees it (state_change_ms not filled); *out malloc'd. */
+int agent_host_members(struct agent_host *h, struct gossip_member_info **out,
+                       size_t *n) NX_MUST_USE;
+
 /* API handlers; ctx is the struct agent_host. */
 /* GET /v1/agents[?capability=X], /v1/agents/NAME, /v1/agents/NAME/plan[?version=V] */
 enum api_result agent_host_api_agents(void *ctx, struct api_request *req);

@@ -1,7 +1,8 @@
 /*
  * cmd_agent.c - `nexus agent SUBCOMMAND`: dispatches to the agent commands.
  * run-local (cmd_agent_local.c) runs a bundle here with no cluster; publish,
- * list, show, search, run and plan (cmd_agent_mesh.c) talk to a node.
+ * list, show, search, run and plan (cmd_agent_mesh.c) and deploy, stop, ps
+ * and logs (cmd_deploy.c) talk to a node.
  */
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +25,10 @@ static const struct subcommand subcommands[] = {
     {"search", cmd_agent_search, &cmd_agent_search_spec},
     {"run", cmd_agent_run, &cmd_agent_run_spec},
     {"plan", cmd_agent_plan, &cmd_agent_plan_spec},
+    {"deploy", cmd_agent_deploy, &cmd_agent_deploy_spec},
+    {"stop", cmd_agent_stop, &cmd_agent_stop_spec},
+    {"ps", cmd_agent_ps, &cmd_agent_ps_spec},
+    {"logs", cmd_agent_logs, &cmd_agent_logs_spec},
     {"run-local", cmd_agent_run_local, &cmd_agent_run_local_spec},
 };
 
@@ -31,7 +36,7 @@ static const struct cli_opt no_opts[] = {{"json", NULL, NULL, NULL, "(per subcom
 
 const struct cli_cmd cmd_agent_spec = {
     "agent", "SUBCOMMAND ...",
-    "agent commands: publish, deprecate, list, show, search, run, plan, "
+    "agent commands: publish, deprecate, list, show, search, run, plan, deploy, stop, ps, logs, "
     "run-local (see 'nexus agent SUBCOMMAND --help')",
     no_opts, 0};
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "agent_host.h"
+#include "deploy.h"
 #include "api.h"
 #include "commands.h"
 #include "gossip_host.h"
@@ -71,6 +72,8 @@ static const struct cli_opt node_opts[] = {
      "Raft voters the leader keeps; 0: 3, or 5 once the cluster has 5 members", false},
     {"voter-grace-ms", "MS", "30000", NULL,
      "a voter gossip declared dead this long is replaced by a caught-up learner", false},
+    {"deploy-grace-ms", "MS", "10000", NULL,
+     "a deployment's replicas move off a member gossip declared dead this long", false},
 };
 
 const struct cli_cmd cmd_node_spec = {"node", "", "run a node (the daemon)", node_opts,
@@ -100,6 +103,7 @@ struct node_config {
     uint64_t raft_snapshot_every;
     uint32_t voter_target;
     uint32_t voter_grace_ms;
+    uint64_t deploy_grace_ms;
 };
 
 struct node_daemon {
@@ -116,6 +120,7 @@ struct node_daemon {
     struct raft_host *raft;
     struct agent_host *agents;
     struct session_host *sessions;
+    struct deploy_host *deploys;
     struct join_server *join;
     char *peers; /* owned: --peer entries plus the members a join taught us */
     ev_signal sig_int, sig_term;
@@ -177,6 +182,10 @@ static bool config_build(struct node_config *cfg, const struct cli_values *vals)
         return false;
     cfg->voter_target = (uint32_t)voters;
     cfg->voter_grace_ms = (uint32_t)grace_ms;
+    unsigned long long deploy_grace_ms = DEPLOY_GRACE_DEFAULT_MS;
+    if (!cli_get_u64(spec, vals, "deploy-grace-ms", 86400000, &deploy_grace_ms))
+        return false;
+    cfg->deploy_grace_ms = deploy_grace_ms ? deploy_grace_ms : 1;
     cfg->gpus = (int)gpus;
     cfg->gpu_mem_bytes = gpu_mem_mb << 20;
     unsigned long long cpu_mc = 0, mem_mb = 0;
@@ -370,6 +379,11 @@ static enum api_result handle_bundle(void *ctx, struct api_request *req)
     return agent_host_api_bundle(((struct node_daemon *)ctx)->agents, req);
 }
 
+static enum api_result handle_deployments(void *ctx, struct api_request *req)
+{
+    return deploy_host_api(((struct node_daemon *)ctx)->deploys, req);
+}
+
 static const struct api_route routes[] = {
     {"GET", "/v1/health", true, handle_health},
     {"GET", "/v1/status", false, handle_status},
@@ -390,6 +404,8 @@ static const struct api_route routes[] = {
     {"DELETE", "/v1/sessions/*", false, handle_sessions},
     {"POST", "/v1/runs", false, handle_run},
     {"PUT", "/v1/bundles/*", false, handle_bundle},
+    {"GET", "/v1/deployments", false, handle_deployments},
+    {"GET", "/v1/deployments/*", false, handle_deployments},
 };
 
 /* ---- life cycle ----------------------------------------------------------- */
@@ -580,6 +596,12 @@ static int start_services(struct node_daemon *d)
         cli_error("node: out of memory");
         return -1;
     }
+    struct deploy_host_config dc = {d->cfg.deploy_grace_ms};
+    if (deploy_host_start(&d->deploys, d->loop, d->mesh, d->gossip, d->raft, d->agents, &d->id, &dc,
+                          err, sizeof err) != NX_OK) {
+        cli_error("%s", err);
+        return -1;
+    }
     ev_timer_init(&d->role_timer, on_role_timer, 0.2, 0.5);
     d->role_timer.data = d;
     ev_timer_start(d->loop, &d->role_timer);
@@ -619,6 +641,7 @@ static void daemon_close(struct node_daemon *d)
     if (d->loop)
         ev_timer_stop(d->loop, &d->role_timer);
     api_server_stop(d->api);
+    deploy_host_stop(d->deploys);
     agent_host_stop(d->agents);
     raft_host_stop(d->raft); /* no callback into the join server after this */
     session_host_stop(d->sessions);
