@@ -8,7 +8,7 @@
 # key-value store through one node and reads it on another, opens two ledger
 # accounts and moves money between them (signed on this machine, verified by
 # every node), publishes the example agents and runs them across the mesh (a
-# stateless run, a stateful session), charged to an account. `--keep` leaves
+# stateless run, a stateful session, a deployment), charged to an account. `--keep` leaves
 # the nodes running until Ctrl-C.
 set -euo pipefail
 NEXUS=$(realpath "${1:-build/release/nexus}")
@@ -102,7 +102,7 @@ done
 show ledger verify --api "${api[c]}" --data-dir "$work/c"
 
 step "agents across the mesh: publish on node a (packed, hashed, signed here); every member copies the bundles"
-for agent in hello-sh wordcount-py; do
+for agent in hello-sh wordcount-py ticker-sh; do
   show agent publish "examples/agents/$agent" --api "${api[a]}" --data-dir "$work/a"
 done
 show agent list --api "${api[a]}" --data-dir "$work/a"
@@ -121,6 +121,15 @@ echo "session $sid"
 show session send "$sid" --input '"to be or not to be"' --api "${api[b]}" --data-dir "$work/b"
 show session send "$sid" --input '"that is the question"' --api "${api[c]}" --data-dir "$work/c"
 show session close "$sid" --api "${api[a]}" --data-dir "$work/a"
+
+step "a deployment: two replicas of a long-running agent, supervised, placed on distinct members"
+show agent deploy ticker-sh --replicas 2 --api "${api[a]}" --data-dir "$work/a"
+running2() { [ "$("$NEXUS" agent ps --json --api "${api[a]}" --data-dir "$work/a" | grep -c '"state": "running"')" -ge 2 ]; }
+wait_until 30 "two running replicas" running2
+show agent ps --api "${api[b]}" --data-dir "$work/b"
+sleep 1.2 # a tick or two of output
+show agent logs ticker-sh --replica 0 --lines 3 --api "${api[c]}" --data-dir "$work/c"
+show agent stop ticker-sh --api "${api[a]}" --data-dir "$work/a"
 
 step "what the runs cost: carol's balance, the ledger's last entries, verified on node b"
 show ledger balance carol --api "${api[a]}" --data-dir "$work/a"

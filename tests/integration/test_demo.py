@@ -29,6 +29,9 @@ class DemoTest(unittest.TestCase):
         self.assertIn('"total": 10', out)  # the session kept its context across members
         self.assertEqual(out.count('--- charged '), 3, out)
         self.assertIn('supply 1100', out)
+        self.assertEqual(len(re.findall(r'^ticker-sh .* running ', out, re.M)), 2, out)
+        self.assertIn(' tick ', out)
+        self.assertIn('stopped ticker-sh', out)
         self.assertIn('bad_sig=0', out)
         self.assertIn('demo done', out)
 
