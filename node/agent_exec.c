@@ -67,7 +67,9 @@ void agent_task_free(struct agent_task *t)
     if (t == NULL)
         return;
     free(t->input_json);
+    free(t->context_json);
     free(t->output_json);
+    free(t->context_out);
     free(t->agent_error);
     if (t->run) { /* started, but nobody took it */
         struct sbx_usage u;
@@ -124,6 +126,8 @@ static void keep_reply(struct agent_task *t, struct sbx_reply *reply)
         t->output_json = json_dumps(reply->output, JSON_COMPACT | JSON_ENCODE_ANY);
     if (reply->error)
         t->agent_error = strdup(reply->error);
+    else if (reply->context && !json_is_null(reply->context))
+        t->context_out = json_dumps(reply->context, JSON_COMPACT | JSON_ENCODE_ANY);
     sbx_reply_clear(reply);
 }
 
@@ -175,7 +179,16 @@ static struct warm_pool *do_run(struct agent_exec *ex, struct agent_task *t)
         snprintf(t->err, sizeof t->err, "input is not JSON: %s", jerr.text);
         return NULL;
     }
-    struct warm_pool *wp = pool_for(ex, t);
+    json_t *context = NULL;
+    if (t->context_json &&
+        (context = json_loads(t->context_json, JSON_DECODE_ANY, &jerr)) == NULL) {
+        json_decref(input);
+        t->rc = NX_ERR_INVAL;
+        snprintf(t->err, sizeof t->err, "session context is not JSON: %s", jerr.text);
+        return NULL;
+    }
+    /* a session call is its own sandbox: the context is the state, not a warm process */
+    struct warm_pool *wp = t->context_json ? NULL : pool_for(ex, t);
     if (wp && run_warm(wp, t, input) == 0) {
         json_decref(input);
         t->rc = 0;
@@ -190,13 +203,14 @@ static struct warm_pool *do_run(struct agent_exec *ex, struct agent_task *t)
         cfg.bundle_dir = t->bundle_dir;
         sbx_config_from_manifest(&cfg, &m, false);
         struct sbx_reply reply;
-        t->rc = sbx_run_once(&cfg, input, NULL, &reply, &t->usage, err, sizeof err);
+        t->rc = sbx_run_once(&cfg, input, context, &reply, &t->usage, err, sizeof err);
         keep_reply(t, &reply);
         sbx_manifest_free(&m);
     }
     if (t->rc != 0)
         snprintf(t->err, sizeof t->err, "%s", err[0] ? err : nx_strerror(t->rc));
     json_decref(input);
+    json_decref(context);
     return wp; /* a warm attempt that failed took a sandbox too */
 }
 

@@ -44,9 +44,11 @@ struct agent_task {
      * input as JSON text, the pool key (bundle hash hex; "" = no pool) */
     char bundle_dir[4096];
     char pool_key[65];
-    char *input_json; /* owned */
+    char *input_json;   /* owned */
+    char *context_json; /* owned: a session's context (stateful agent); NULL: stateless run */
     /* RUN out */
     char *output_json; /* owned: the agent's output, or NULL */
+    char *context_out; /* owned: the new session context the agent returned, or NULL */
     char *agent_error; /* owned: the agent's error reply, or NULL */
     struct sbx_usage usage;
     bool warm; /* served by a pre-started sandbox */

@@ -52,7 +52,9 @@ struct outbound {
     enum out_state state;
     uint32_t gen;
     struct agent_host *h;
-    struct api_request *req; /* borrowed until answered */
+    struct api_request *req; /* borrowed until answered; or: */
+    agent_host_done_fn done; /* a session call's answer goes here */
+    void *done_arg;
     char run_id[AGENT_HOST_RUN_ID_MAX + 1];
     json_t *request; /* the RUN body's JSON (owned) */
     struct place_needs needs;
@@ -77,7 +79,9 @@ struct inbound {
     char account[LEDGER_STR_CAP];
     char tenant[LEDGER_STR_CAP];
     uint8_t bundle_hash[BUNDLE_HASH_BYTES];
-    char *input_json; /* owned */
+    char *input_json;   /* owned */
+    char *context_json; /* owned: a session call's context, else NULL */
+    bool prefetch;      /* no run: a bundle copied ahead of need (replication) */
     struct node_grant grant;
     /* fetching */
     uint8_t sources[AGENT_HOST_CANDIDATES][NODE_PK_BYTES];
@@ -135,6 +139,12 @@ struct agent_host {
     uint64_t runs_placed, runs_admitted, runs_refused, runs_done, runs_failed;
     uint64_t fetches_served, fetch_misses, fetched_bundles, fetch_hash_mismatches;
     uint64_t charges_ok, charges_duplicate, charges_failed, msgs_bad, replays;
+    /* bundle replication (see prefetch below) */
+    ev_timer prefetch_timer;
+    uint8_t prefetch_failed[AGENT_HOST_PREFETCH_BACKOFF_SLOTS][BUNDLE_HASH_BYTES];
+    uint64_t prefetch_failed_until[AGENT_HOST_PREFETCH_BACKOFF_SLOTS];
+    size_t prefetch_failed_next;
+    uint64_t prefetched, prefetch_failures;
 };
 
 static void le64_put(uint8_t *p, uint64_t v)
@@ -284,8 +294,12 @@ static int members_load(struct agent_host *h, struct gossip_member_info **out, s
 /* ---- needs ------------------------------------------------------------------------- */
 
 /* Needs from a manifest (bytes) and constraints (JSON array of text, may be NULL). */
+/* What the needs are built for: which agent kinds are allowed. */
+enum needs_use { NEEDS_RUN = 0, NEEDS_SESSION = 1, NEEDS_PLAN = 2 };
+
 static int needs_build(const uint8_t *manifest, size_t mlen, json_t *constraints,
-                       struct place_needs *needs, uint64_t *timeout_ms, char *err, size_t cap)
+                       enum needs_use use, struct place_needs *needs, uint64_t *timeout_ms,
+                       char *err, size_t cap)
 {
     memset(needs, 0, sizeof *needs);
     struct sbx_manifest m;
@@ -296,10 +310,22 @@ static int needs_build(const uint8_t *manifest, size_t mlen, json_t *constraints
     needs->gpus = m.gpus;
     if (timeout_ms)
         *timeout_ms = m.timeout_ms;
-    bool stateless = m.kind == SBX_KIND_STATELESS;
+    enum sbx_kind kind = m.kind;
     sbx_manifest_free(&m);
-    if (!stateless) {
-        snprintf(err, cap, "only stateless agents run over the mesh today (sessions come later)");
+    if (kind == SBX_KIND_LONG_RUNNING) {
+        snprintf(err, cap, "a long-running agent is deployed ('nexus agent deploy'), not run");
+        return NX_ERR_STATE;
+    }
+    if (use == NEEDS_SESSION && kind != SBX_KIND_STATEFUL) {
+        snprintf(err, cap,
+                 "sessions are for stateful agents; this one is stateless: 'nexus "
+                 "agent run' it");
+        return NX_ERR_STATE;
+    }
+    if (use == NEEDS_RUN && kind != SBX_KIND_STATELESS) {
+        snprintf(err, cap,
+                 "a stateful agent keeps a context between calls: open a session "
+                 "('nexus session open NAME')");
         return NX_ERR_STATE;
     }
     size_t i;
@@ -361,12 +387,18 @@ static void out_free(struct outbound *o)
     json_decref(o->refusals);
     o->request = o->refusals = NULL;
     o->req = NULL;
+    o->done = NULL;
     o->state = OUT_FREE;
 }
 
 static void out_answer(struct outbound *o, unsigned status, json_t *body)
 {
-    api_reply_json(o->req, status, body);
+    if (o->done) {
+        o->done(o->done_arg, status, body);
+        json_decref(body);
+    } else {
+        api_reply_json(o->req, status, body);
+    }
     out_free(o);
 }
 
@@ -534,69 +566,87 @@ static bool run_id_ok(const char *s)
     return true;
 }
 
-enum api_result agent_host_api_run(void *ctx, struct api_request *req)
+/* Where a placed run's answer goes, and what it carries besides the run itself. */
+struct run_args {
+    const char *spec;
+    json_t *input;
+    json_t *constraints;
+    const char *account;
+    const char *run_id;
+    json_t *context; /* a session call: the session's context (json null for a new one) */
+    struct api_request *req;
+    agent_host_done_fn done;
+    void *done_arg;
+};
+
+static void run_args_reply(const struct run_args *a, unsigned status, json_t *body)
 {
-    struct agent_host *h = ctx;
-    json_t *body = api_req_json(req);
-    if (body == NULL)
-        return API_DONE;
-    const char *spec = json_string_value(json_object_get(body, "agent"));
-    const char *account = json_string_value(json_object_get(body, "account"));
-    const char *run_id = json_string_value(json_object_get(body, "run_id"));
-    json_t *input = json_object_get(body, "input");
-    json_t *constraints = json_object_get(body, "constraints");
-    if (spec == NULL || (account && !run_id_ok(account)) || (run_id && !run_id_ok(run_id)) ||
-        (constraints && !json_is_array(constraints))) {
-        api_reply_error(req, 400,
-                        "expected {\"agent\": \"NAME[@VERSION]\", \"input\": JSON, \"account\"?: "
-                        "NAME, \"run_id\"?: [a-z0-9._-]{1,64}, \"constraints\"?: [\"k=v\"]}");
-        return API_DONE;
+    if (a->done) {
+        a->done(a->done_arg, status, body);
+        json_decref(body);
+    } else {
+        api_reply_json(a->req, status, body);
     }
-    if (input &&
-        json_dumpb(input, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) > AGENT_HOST_MAX_INPUT_BYTES) {
-        api_reply_error(req, 413, "input larger than %u bytes", AGENT_HOST_MAX_INPUT_BYTES);
-        return API_DONE;
-    }
+}
+
+static void run_args_error(const struct run_args *a, unsigned status, const char *fmt, ...)
+    NX_PRINTF(3, 4);
+static void run_args_error(const struct run_args *a, unsigned status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    run_args_reply(a, status, json_pack("{s:s}", "error", msg));
+}
+
+/* Resolves, ranks and sends the first RUN; the answer comes to a->req or a->done (true:
+ * later; false: already given). */
+static bool place_run(struct agent_host *h, const struct run_args *a)
+{
+    bool session = a->context != NULL;
     struct agent_version v;
-    int rc = agent_registry_resolve(h->registry, spec, &v);
+    int rc = agent_registry_resolve(h->registry, a->spec, &v);
     if (rc != NX_OK) {
-        api_reply_error(req, rc == NX_ERR_INVAL ? 400 : 404,
-                        "no agent %s in the registry (or every version is deprecated)", spec);
-        return API_DONE;
+        run_args_error(a, rc == NX_ERR_INVAL ? 400 : 404,
+                       "no agent %s in the registry (or every version is deprecated)", a->spec);
+        return false;
     }
     if (v.rec.deprecated) {
+        run_args_error(a, 410, "%s@%s is deprecated", v.rec.name, v.rec.version);
         agent_version_clear(&v);
-        api_reply_error(req, 410, "%s@%s is deprecated", v.rec.name, v.rec.version);
-        return API_DONE;
+        return false;
     }
     struct place_needs needs;
     uint64_t timeout_ms = 0;
     char why[PLACE_REASON_MAX + 256];
-    rc = needs_build(v.manifest, v.manifest_len, constraints, &needs, &timeout_ms, why, sizeof why);
+    rc = needs_build(v.manifest, v.manifest_len, a->constraints,
+                     session ? NEEDS_SESSION : NEEDS_RUN, &needs, &timeout_ms, why, sizeof why);
     if (rc != NX_OK) {
         agent_version_clear(&v);
-        api_reply_error(req, 422, "%s", why);
-        return API_DONE;
+        run_args_error(a, 422, "%s", why);
+        return false;
     }
     struct outbound *o = out_alloc(h);
     if (o == NULL) {
         agent_version_clear(&v);
-        api_reply_error(req, 503, "too many runs in flight here, retry");
-        return API_DONE;
+        run_args_error(a, 503, "too many runs in flight here, retry");
+        return false;
     }
     rc = rank(h, &needs, o, why, sizeof why);
     if (rc != NX_OK) {
         agent_version_clear(&v); /* the slot stays free */
         if (rc == NX_ERR_LIMIT)
-            api_reply_json(req, 409,
-                           json_pack("{s:s,s:s,s:o}", "error", why, "agent", spec, "needs",
+            run_args_reply(a, 409,
+                           json_pack("{s:s,s:s,s:o}", "error", why, "agent", a->spec, "needs",
                                      needs_json(&needs)));
         else
-            api_reply_error(req, 500, "placement failed: %s", nx_strerror(rc));
-        return API_DONE;
+            run_args_error(a, 500, "placement failed: %s", nx_strerror(rc));
+        return false;
     }
-    if (run_id)
-        snprintf(o->run_id, sizeof o->run_id, "%s", run_id);
+    if (a->run_id)
+        snprintf(o->run_id, sizeof o->run_id, "%s", a->run_id);
     else {
         uint8_t rnd[12];
         char hex[25];
@@ -604,7 +654,9 @@ enum api_result agent_host_api_run(void *ctx, struct api_request *req)
         nx_hex_encode(hex, rnd, sizeof rnd);
         snprintf(o->run_id, sizeof o->run_id, "r-%s", hex);
     }
-    o->req = req;
+    o->req = a->req;
+    o->done = a->done;
+    o->done_arg = a->done_arg;
     o->needs = needs;
     o->timeout_ms = timeout_ms;
     o->started_us = nx_clock_mono_us();
@@ -612,15 +664,96 @@ enum api_result agent_host_api_run(void *ctx, struct api_request *req)
     o->request = json_pack("{s:s,s:s,s:s,s:s,s:o,s:O,s:o,s:O}", "run_id", o->run_id, "agent",
                            v.rec.name, "version", v.rec.version, "tenant", v.rec.tenant,
                            "bundle_hash", hex_json(v.rec.bundle_hash, BUNDLE_HASH_BYTES), "input",
-                           input ? input : json_null(), "needs", needs_json(&needs), "constraints",
-                           constraints ? constraints : json_null());
+                           a->input ? a->input : json_null(), "needs", needs_json(&needs),
+                           "constraints", a->constraints ? a->constraints : json_null());
     agent_version_clear(&v);
-    if (account)
-        json_object_set_new(o->request, "account", json_string(account));
+    if (a->account)
+        json_object_set_new(o->request, "account", json_string(a->account));
+    if (session)
+        json_object_set(o->request, "context", a->context);
     h->runs_placed++;
     o->state = OUT_TRYING;
     out_try_next(o);
-    return API_PENDING;
+    return true;
+}
+
+enum api_result agent_host_api_run(void *ctx, struct api_request *req)
+{
+    struct agent_host *h = ctx;
+    json_t *body = api_req_json(req);
+    if (body == NULL)
+        return API_DONE;
+    struct run_args a = {
+        .spec = json_string_value(json_object_get(body, "agent")),
+        .account = json_string_value(json_object_get(body, "account")),
+        .run_id = json_string_value(json_object_get(body, "run_id")),
+        .input = json_object_get(body, "input"),
+        .constraints = json_object_get(body, "constraints"),
+        .req = req,
+    };
+    if (a.spec == NULL || (a.account && !run_id_ok(a.account)) ||
+        (a.run_id && !run_id_ok(a.run_id)) || (a.constraints && !json_is_array(a.constraints))) {
+        api_reply_error(req, 400,
+                        "expected {\"agent\": \"NAME[@VERSION]\", \"input\": JSON, \"account\"?: "
+                        "NAME, \"run_id\"?: [a-z0-9._-]{1,64}, \"constraints\"?: [\"k=v\"]}");
+        return API_DONE;
+    }
+    if (a.input &&
+        json_dumpb(a.input, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) > AGENT_HOST_MAX_INPUT_BYTES) {
+        api_reply_error(req, 413, "input larger than %u bytes", AGENT_HOST_MAX_INPUT_BYTES);
+        return API_DONE;
+    }
+    return place_run(h, &a) ? API_PENDING : API_DONE;
+}
+
+void agent_host_session_call(struct agent_host *h, const char *agent_spec, json_t *input,
+                             json_t *context, const char *account, const char *run_id,
+                             agent_host_done_fn done, void *arg)
+{
+    struct run_args a = {.spec = agent_spec,
+                         .input = input,
+                         .account = account,
+                         .run_id = run_id,
+                         .context = context ? context : json_null(),
+                         .done = done,
+                         .done_arg = arg};
+    (void)place_run(h, &a);
+}
+
+json_t *agent_host_counters_json(const struct agent_host *h)
+{
+    if (h == NULL)
+        return json_null();
+    json_t *o = json_object();
+    const struct {
+        const char *name;
+        uint64_t v;
+    } c[] = {
+        {"runs_placed", h->runs_placed},
+        {"runs_admitted", h->runs_admitted},
+        {"runs_refused", h->runs_refused},
+        {"runs_done", h->runs_done},
+        {"runs_failed", h->runs_failed},
+        {"fetches_served", h->fetches_served},
+        {"fetch_misses", h->fetch_misses},
+        {"fetched_bundles", h->fetched_bundles},
+        {"fetch_hash_mismatches", h->fetch_hash_mismatches},
+        {"bundles_replicated", h->prefetched},
+        {"replication_failures", h->prefetch_failures},
+        {"charges_ok", h->charges_ok},
+        {"charges_duplicate", h->charges_duplicate},
+        {"charges_failed", h->charges_failed},
+        {"msgs_bad", h->msgs_bad},
+        {"replays", h->replays},
+    };
+    for (size_t i = 0; i < NX_ARRAY_LEN(c); i++)
+        json_object_set_new(o, c[i].name, json_integer((json_int_t)c[i].v));
+    return o;
+}
+
+struct agent_registry *agent_host_registry(struct agent_host *h)
+{
+    return h->registry;
 }
 
 /* ---- target: admission ---------------------------------------------------------------- */
@@ -700,12 +833,14 @@ static void in_free(struct inbound *r)
     memset(&r->grant, 0, sizeof r->grant);
     if (gpus && h->gossip)
         gossip_host_refresh(h->gossip);
+    r->prefetch = false;
     free(r->input_json);
+    free(r->context_json);
     free(r->buf);
     free(r->charge_cmd);
     r->fetch_fn = NULL;
     json_decref(r->result);
-    r->input_json = NULL;
+    r->input_json = r->context_json = NULL;
     r->buf = NULL;
     r->charge_cmd = NULL;
     r->result = NULL;
@@ -713,9 +848,16 @@ static void in_free(struct inbound *r)
 }
 
 /* The final answer: to the requester, into the replay cache, and the slot is freed. */
+static void prefetch_failed(struct inbound *r);
+
 static void in_finish(struct inbound *r)
 {
     struct agent_host *h = r->h;
+    if (r->prefetch) { /* nobody waits for an answer */
+        prefetch_failed(r);
+        in_free(r);
+        return;
+    }
     json_object_set_new(r->result, "status", json_string("done"));
     json_object_set_new(r->result, "run_id", json_string(r->run_id));
     json_object_set_new(r->result, "node", json_string(h->id->id_hex));
@@ -882,6 +1024,8 @@ static void on_run(struct agent_host *h, const uint8_t from[NODE_PK_BYTES], cons
     memcpy(r->bundle_hash, hash, sizeof hash);
     r->input_json =
         json_dumps(json_object_get(j, "input") ?: json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    json_t *context = json_object_get(j, "context"); /* present only for a session call */
+    r->context_json = context ? json_dumps(context, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     r->result = json_object();
     r->fetch_error[0] = '\0';
     r->received_us = nx_clock_mono_us();
@@ -1011,7 +1155,95 @@ static void fetch_complete(struct inbound *r)
         fn(arg, hash, NX_OK, "");
         return;
     }
+    if (r->prefetch) {
+        h->prefetched++;
+        char hex[BUNDLE_HASH_HEX_LEN + 1];
+        nx_hex_encode(hex, r->bundle_hash, BUNDLE_HASH_BYTES);
+        NX_INFO("agent_bundle_replicated", "bundle=%.16s bytes=%llu", hex,
+                (unsigned long long)r->total);
+        in_free(r);
+        return;
+    }
     start_run(r);
+}
+
+/* ---- bundle replication -------------------------------------------------------------- *
+ * A bundle starts on the one member it was uploaded to. Every member copies the
+ * bundles of the registry's live versions in the background, one at a time, so
+ * a run (or a session resuming after a node died) does not depend on the member
+ * that first received it. A bundle no member could serve is retried after
+ * AGENT_HOST_PREFETCH_RETRY_MS. */
+
+static void prefetch_failed(struct inbound *r)
+{
+    struct agent_host *h = r->h;
+    size_t i = h->prefetch_failed_next++ % AGENT_HOST_PREFETCH_BACKOFF_SLOTS;
+    memcpy(h->prefetch_failed[i], r->bundle_hash, BUNDLE_HASH_BYTES);
+    h->prefetch_failed_until[i] = nx_clock_mono_ms() + AGENT_HOST_PREFETCH_RETRY_MS;
+    h->prefetch_failures++;
+}
+
+static bool prefetch_backing_off(const struct agent_host *h, const uint8_t *hash)
+{
+    uint64_t now = nx_clock_mono_ms();
+    for (size_t i = 0; i < AGENT_HOST_PREFETCH_BACKOFF_SLOTS; i++)
+        if (h->prefetch_failed_until[i] > now &&
+            memcmp(h->prefetch_failed[i], hash, BUNDLE_HASH_BYTES) == 0)
+            return true;
+    return false;
+}
+
+struct prefetch_pick {
+    struct agent_host *h;
+    bool found;
+    uint8_t hash[BUNDLE_HASH_BYTES];
+};
+
+static int prefetch_pick_cb(void *arg, const struct ledger_agent *a)
+{
+    struct prefetch_pick *p = arg;
+    if (a->deprecated || agent_store_has(&p->h->store, a->bundle_hash) ||
+        prefetch_backing_off(p->h, a->bundle_hash))
+        return 0;
+    memcpy(p->hash, a->bundle_hash, BUNDLE_HASH_BYTES);
+    p->found = true;
+    return 1;
+}
+
+static void on_prefetch_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct agent_host *h = w->data;
+    struct inbound *slot = NULL;
+    for (size_t i = 0; i < AGENT_HOST_MAX_INBOUND; i++) {
+        if (h->in[i].state != IN_FREE && h->in[i].prefetch)
+            return; /* one at a time */
+        if (slot == NULL && h->in[i].state == IN_FREE)
+            slot = &h->in[i];
+    }
+    struct prefetch_pick p = {.h = h};
+    if (slot == NULL ||
+        ledger_agents_foreach(raft_host_ledger(h->raft), prefetch_pick_cb, &p) < 0 || !p.found)
+        return;
+    struct inbound *r = slot;
+    r->gen++;
+    r->h = h;
+    r->prefetch = true;
+    memset(&r->grant, 0, sizeof r->grant);
+    memcpy(r->origin, h->id->pk, NODE_PK_BYTES); /* ourselves: not a source */
+    snprintf(r->run_id, sizeof r->run_id, "prefetch");
+    r->account[0] = '\0';
+    memcpy(r->bundle_hash, p.hash, BUNDLE_HASH_BYTES);
+    r->result = json_object();
+    r->fetch_error[0] = '\0';
+    r->received_us = nx_clock_mono_us();
+    ev_timer_init(&r->timer, NULL, 0., 0.);
+    r->timer.data = r;
+    r->state = IN_FETCHING;
+    sources_fill(r);
+    r->src = 0;
+    fetch_next_source(r);
 }
 
 static void on_fetch_reply(struct agent_host *h, const uint8_t from[NODE_PK_BYTES],
@@ -1080,6 +1312,8 @@ static void start_run(struct inbound *r)
     nx_hex_encode(t->pool_key, r->bundle_hash, BUNDLE_HASH_BYTES);
     t->input_json = r->input_json;
     r->input_json = NULL;
+    t->context_json = r->context_json;
+    r->context_json = NULL;
     r->state = IN_RUNNING;
     if (agent_exec_submit(h->exec, t) != NX_OK) {
         agent_task_free(t);
@@ -1178,6 +1412,9 @@ static void run_done(struct agent_host *h, struct agent_task *t)
     } else {
         json_t *out = json_loads(t->output_json ? t->output_json : "null", JSON_DECODE_ANY, NULL);
         json_object_set_new(r->result, "output", out ? out : json_null());
+        json_t *ctx = t->context_out ? json_loads(t->context_out, JSON_DECODE_ANY, NULL) : NULL;
+        if (ctx)
+            json_object_set_new(r->result, "context", ctx);
     }
     if (t->rc != 0 || t->agent_error)
         h->runs_failed++;
@@ -1288,7 +1525,8 @@ static void reply_plan(struct agent_host *h, struct api_request *req, const char
     const char *c = api_req_query(req, "constraint");
     if (c)
         json_array_append_new(constraints, json_string(c));
-    rc = needs_build(v.manifest, v.manifest_len, constraints, &needs, NULL, why, sizeof why);
+    rc = needs_build(v.manifest, v.manifest_len, constraints, NEEDS_PLAN, &needs, NULL, why,
+                     sizeof why);
     json_decref(constraints);
     if (rc != NX_OK) {
         agent_version_clear(&v);
@@ -1429,6 +1667,7 @@ int agent_host_fetch(struct agent_host *h, const uint8_t *bundle_hash, agent_hos
     r->run_id[0] = r->account[0] = r->tenant[0] = '\0';
     memcpy(r->bundle_hash, bundle_hash, BUNDLE_HASH_BYTES);
     r->fetch_error[0] = '\0';
+    r->prefetch = false;
     r->fetch_fn = fn;
     r->fetch_arg = arg;
     r->received_us = nx_clock_mono_us();
@@ -1515,6 +1754,10 @@ int agent_host_start(struct agent_host **out, struct ev_loop *loop, struct mesh 
         agent_host_stop(h);
         return rc;
     }
+    ev_timer_init(&h->prefetch_timer, on_prefetch_timer, AGENT_HOST_PREFETCH_EVERY_MS / 1000.0,
+                  AGENT_HOST_PREFETCH_EVERY_MS / 1000.0);
+    h->prefetch_timer.data = h;
+    ev_timer_start(loop, &h->prefetch_timer);
     *out = h;
     return NX_OK;
 }
@@ -1523,6 +1766,7 @@ void agent_host_stop(struct agent_host *h)
 {
     if (h == NULL)
         return;
+    ev_timer_stop(h->loop, &h->prefetch_timer);
     agent_exec_stop(h->exec); /* no task comes back after this */
     gossip_host_set_reserved(h->gossip, NULL);
     for (size_t i = 0; i < AGENT_HOST_MAX_OUTBOUND; i++)

@@ -30,6 +30,7 @@
 #ifndef NX_NODE_AGENT_HOST_H
 #define NX_NODE_AGENT_HOST_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -67,8 +68,11 @@
 #define AGENT_HOST_POOL_DEFAULT 2           /* warm sandboxes per stateless agent version */
 #define AGENT_HOST_RESOURCES_MAX_AGE_MS 500 /* admission re-reads resources this often */
 #define AGENT_HOST_RUN_ID_MAX 64            /* a ledger name: [a-z0-9._-]{1,64} */
-#define AGENT_HOST_CHARGE_ATTEMPTS 50       /* a charge Raft answers 503 is resent ... */
-#define AGENT_HOST_CHARGE_RETRY_MS 200      /* ... this often (10 s in all) */
+#define AGENT_HOST_PREFETCH_EVERY_MS 2000   /* look for registry bundles missing here */
+#define AGENT_HOST_PREFETCH_RETRY_MS 30000  /* a bundle nobody could serve: try again after */
+#define AGENT_HOST_PREFETCH_BACKOFF_SLOTS 8
+#define AGENT_HOST_CHARGE_ATTEMPTS 50  /* a charge Raft answers 503 is resent ... */
+#define AGENT_HOST_CHARGE_RETRY_MS 200 /* ... this often (10 s in all) */
 /* a run sent this recently counts against its member in our view (gossip lags) */
 #define AGENT_HOST_VIEW_GRACE_MS (GOSSIP_HOST_REFRESH_MS + 1000)
 
@@ -97,6 +101,25 @@ int agent_host_start(struct agent_host **out, struct ev_loop *loop, struct mesh 
 /* After api_server_stop, before raft_host_stop: waits for running agents, frees everything
  * (a charge still waiting for Raft is abandoned; its run id keeps a retry from paying twice). */
 void agent_host_stop(struct agent_host *h);
+
+/* An answer for another module: HTTP-like status and the JSON body (borrowed for the call). */
+typedef void (*agent_host_done_fn)(void *arg, unsigned status, json_t *answer);
+
+/*
+ * One call of a stateful agent for a session (session.h): placed and run like
+ * POST /v1/runs, with context (the session's last checkpoint; json null for a
+ * new session) sent along; the answer is the run's, plus "context" when the
+ * agent returned a new one. done runs once, possibly before this returns.
+ */
+void agent_host_session_call(struct agent_host *h, const char *agent_spec, json_t *input,
+                             json_t *context, const char *account, const char *run_id,
+                             agent_host_done_fn done, void *arg);
+
+/* Runs, fetches, replication and charges counted since start. */
+json_t *agent_host_counters_json(const struct agent_host *h);
+
+/* The registry questions (agent_registry.h) this host answers with. */
+struct agent_registry *agent_host_registry(struct agent_host *h);
 
 /* ---- for deployments (node/deploy.h): the bundle store, fetching, reservations ---- */
 

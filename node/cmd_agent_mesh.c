@@ -487,14 +487,14 @@ static int do_show(struct actx *x, const char *name)
 
 /* ---- run and plan ------------------------------------------------------------------- */
 
-static json_t *load_input(const char *text)
+json_t *cmd_agent_load_input(const char *text)
 {
     json_error_t jerr;
     json_t *v = strcmp(text, "-") == 0
                     ? json_loadf(stdin, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &jerr)
                     : json_loads(text, JSON_DECODE_ANY, &jerr);
     if (v == NULL)
-        cli_error("agent run: --input is not valid JSON: %s", jerr.text);
+        cli_error("--input is not valid JSON: %s", jerr.text);
     return v;
 }
 
@@ -511,7 +511,7 @@ static json_t *constraints_json(struct actx *x)
     return arr;
 }
 
-static void print_run(json_t *r)
+void cmd_agent_print_run(json_t *r)
 {
     json_t *out = json_object_get(r, "output");
     const char *error = json_string_value(json_object_get(r, "error"));
@@ -551,7 +551,7 @@ static int do_run(struct actx *x)
         cli_error("usage: nexus agent run NAME[@VERSION] [--input JSON|-] [--account A]");
         return 2;
     }
-    json_t *input = load_input(opt(x, "input"));
+    json_t *input = cmd_agent_load_input(opt(x, "input"));
     if (input == NULL)
         return 2;
     json_t *body = json_pack("{s:s,s:o,s:o}", "agent", x->pos[1], "input", input, "constraints",
@@ -569,7 +569,7 @@ static int do_run(struct actx *x)
         if (x->c.json)
             print_json(r);
         else
-            print_run(r);
+            cmd_agent_print_run(r);
     } else if (status > 0) {
         if (x->c.json)
             print_json(r);

@@ -8,6 +8,8 @@
 
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "cli.h"
 
 int cmd_node(int argc, char **argv);
@@ -37,6 +39,7 @@ int cmd_account(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_member_remove(int argc, char **argv);
 int cmd_tenant(int argc, char **argv);
+int cmd_session(int argc, char **argv);
 int cmd_perm(int argc, char **argv);
 
 extern const struct cli_cmd cmd_node_spec;
@@ -61,6 +64,11 @@ extern const struct cli_cmd cmd_ledger_spec;
 extern const struct cli_cmd cmd_account_spec;
 extern const struct cli_cmd cmd_token_spec;
 extern const struct cli_cmd cmd_tenant_spec;
+extern const struct cli_cmd cmd_session_spec;
 extern const struct cli_cmd cmd_perm_spec;
+
+/* Shared by the agent and session commands (cmd_agent_mesh.c). */
+json_t *cmd_agent_load_input(const char *text); /* JSON text or "-" (stdin); NULL: error printed */
+void cmd_agent_print_run(json_t *answer);       /* output, node, usage, charge */
 
 #endif

@@ -29,6 +29,7 @@
 #include "mesh.h"
 #include "node.h"
 #include "raft_host.h"
+#include "session.h"
 #include "resources.h"
 
 #define DEFAULT_DATA_DIR "/var/lib/nexus"
@@ -118,6 +119,7 @@ struct node_daemon {
     struct gossip_host *gossip;
     struct raft_host *raft;
     struct agent_host *agents;
+    struct session_host *sessions;
     struct deploy_host *deploys;
     struct join_server *join;
     char *peers; /* owned: --peer entries plus the members a join taught us */
@@ -285,13 +287,15 @@ static enum api_result handle_status(void *ctx, struct api_request *req)
     uint64_t now = nx_clock_mono_ms();
     size_t connected = 0;
     json_t *peers = mesh_peers_json(d->mesh, now, &connected);
-    api_reply_json(req, 200,
-                   json_pack("{s:s,s:s,s:s,s:I,s:s,s:I,s:o,s:o,s:o,s:o}", "node_id", d->id.id_hex,
-                             "address", d->cfg.advertise, "cluster_id", d->cluster_hex, "uptime_s",
-                             (json_int_t)((now - d->start_mono_ms) / 1000), "version", NODE_VERSION,
-                             "peer_count", (json_int_t)connected, "peers", peers, "counters",
-                             mesh_counters_json(d->mesh), "raft", raft_host_status_json(d->raft),
-                             "join", join_serve_counters_json(d->join)));
+    api_reply_json(
+        req, 200,
+        json_pack("{s:s,s:s,s:s,s:I,s:s,s:I,s:o,s:o,s:o,s:o,s:o,s:o}", "node_id", d->id.id_hex,
+                  "address", d->cfg.advertise, "cluster_id", d->cluster_hex, "uptime_s",
+                  (json_int_t)((now - d->start_mono_ms) / 1000), "version", NODE_VERSION,
+                  "peer_count", (json_int_t)connected, "peers", peers, "counters",
+                  mesh_counters_json(d->mesh), "raft", raft_host_status_json(d->raft), "join",
+                  join_serve_counters_json(d->join), "agents", agent_host_counters_json(d->agents),
+                  "sessions", session_host_counters_json(d->sessions)));
     return API_DONE;
 }
 
@@ -365,6 +369,11 @@ static enum api_result handle_run(void *ctx, struct api_request *req)
     return agent_host_api_run(((struct node_daemon *)ctx)->agents, req);
 }
 
+static enum api_result handle_sessions(void *ctx, struct api_request *req)
+{
+    return session_host_api(((struct node_daemon *)ctx)->sessions, req);
+}
+
 static enum api_result handle_bundle(void *ctx, struct api_request *req)
 {
     return agent_host_api_bundle(((struct node_daemon *)ctx)->agents, req);
@@ -389,6 +398,10 @@ static const struct api_route routes[] = {
     {"DELETE", "/v1/raft/members/*", false, handle_member_remove},
     {"GET", "/v1/agents", false, handle_agents},
     {"GET", "/v1/agents/*", false, handle_agents},
+    {"POST", "/v1/sessions", false, handle_sessions},
+    {"POST", "/v1/sessions/*", false, handle_sessions},
+    {"GET", "/v1/sessions/*", false, handle_sessions},
+    {"DELETE", "/v1/sessions/*", false, handle_sessions},
     {"POST", "/v1/runs", false, handle_run},
     {"PUT", "/v1/bundles/*", false, handle_bundle},
     {"GET", "/v1/deployments", false, handle_deployments},
@@ -579,6 +592,10 @@ static int start_services(struct node_daemon *d)
         cli_error("%s", err);
         return -1;
     }
+    if (session_host_start(&d->sessions, d->agents, d->raft) != NX_OK) {
+        cli_error("node: out of memory");
+        return -1;
+    }
     struct deploy_host_config dc = {d->cfg.deploy_grace_ms};
     if (deploy_host_start(&d->deploys, d->loop, d->mesh, d->gossip, d->raft, d->agents, &d->id, &dc,
                           err, sizeof err) != NX_OK) {
@@ -627,6 +644,7 @@ static void daemon_close(struct node_daemon *d)
     deploy_host_stop(d->deploys);
     agent_host_stop(d->agents);
     raft_host_stop(d->raft); /* no callback into the join server after this */
+    session_host_stop(d->sessions);
     join_serve_stop(d->join);
     gossip_host_stop(d->gossip);
     mesh_stop(d->mesh);

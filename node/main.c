@@ -31,6 +31,7 @@ static const struct command commands[] = {
     {"account", cmd_account, &cmd_account_spec, NULL},
     {"token", cmd_token, &cmd_token_spec, NULL},
     {"tenant", cmd_tenant, &cmd_tenant_spec, NULL},
+    {"session", cmd_session, &cmd_session_spec, NULL},
     {"perm", cmd_perm, &cmd_perm_spec, NULL},
 };
 

@@ -1655,6 +1655,19 @@ void raft_host_submit_kv(struct raft_host *h, const char *key, const char *value
     (void)kv_write(h, &to, (enum kv_op)op, key, klen, value, vlen);
 }
 
+void raft_host_read_kv(struct raft_host *h, const char *key, raft_host_done_fn done, void *arg)
+{
+    struct reply_to to = {.done = done, .done_arg = arg};
+    size_t klen = strlen(key);
+    if (!kv_key_valid(key, klen)) {
+        answer_error(h, &to, 400, "invalid key");
+        return;
+    }
+    if (raft_role(h->r) != RAFT_LEADER && forward_to(h, &to, FWD_OP_GET, key, klen, NULL, 0))
+        return;
+    (void)lin_read(h, &to, FWD_OP_GET, key, klen);
+}
+
 int raft_host_kv_scan(struct raft_host *h, const char *prefix, kv_scan_fn fn, void *arg)
 {
     return kv_scan(h->store, prefix, fn, arg);

@@ -109,6 +109,8 @@ void raft_host_submit_ledger(struct raft_host *h, const uint8_t *cmd, size_t len
  */
 void raft_host_submit_kv(struct raft_host *h, const char *key, const char *value, size_t vlen,
                          raft_host_done_fn done, void *arg);
+/* A linearizable read of key: done gets 200 {"key", "value"} or 404. */
+void raft_host_read_kv(struct raft_host *h, const char *key, raft_host_done_fn done, void *arg);
 /* Every key of the local (applied, possibly stale) KV copy that starts with prefix. */
 int raft_host_kv_scan(struct raft_host *h, const char *prefix, kv_scan_fn fn,
                       void *arg) NX_MUST_USE;

@@ -7,7 +7,8 @@
 # encrypted (ZeroMQ CURVE) messages. The demo then writes to the replicated
 # key-value store through one node and reads it on another, opens two ledger
 # accounts and moves money between them (signed on this machine, verified by
-# every node), and runs the example agents in the sandbox. `--keep` leaves
+# every node), publishes the example agents and runs them across the mesh (a
+# stateless run, a stateful session), charged to an account. `--keep` leaves
 # the nodes running until Ctrl-C.
 set -euo pipefail
 NEXUS=$(realpath "${1:-build/release/nexus}")
@@ -35,7 +36,10 @@ done
 OPKEY="$work/a/operator.key" # made by node a at bootstrap; signs tokens, mints, accounts
 
 step "node a bootstraps a new cluster (it creates the operator key and the ledger's genesis)"
-"$NEXUS" node --data-dir "$work/a" --bind "${bind[a]}" --api "${api[a]}" --bootstrap \
+# Each node advertises a fixed capacity: on a busy 2-core VM the detected free CPU can
+# drop to 0, and placement would then rightly find no room for a run.
+SIZE=(--cpu-millicores 2000 --mem-mb 4096)
+"$NEXUS" node --data-dir "$work/a" --bind "${bind[a]}" --api "${api[a]}" --bootstrap "${SIZE[@]}" \
   >"$work/a.log" 2>&1 &
 pids+=($!)
 a() { "$NEXUS" "$@" --api "${api[a]}" --data-dir "$work/a"; }
@@ -63,7 +67,7 @@ echo "token: ${token:0:60}..."
 for n in b c; do
   step "node $n joins with the token and nothing else (no trust file, no peer list)"
   printf '$ nexus node --join %s --token <token> --data-dir %s\n' "${bind[a]}" "$work/$n"
-  "$NEXUS" node --data-dir "$work/$n" --bind "${bind[$n]}" --api "${api[$n]}" \
+  "$NEXUS" node --data-dir "$work/$n" --bind "${bind[$n]}" --api "${api[$n]}" "${SIZE[@]}" \
     --join "${bind[a]}" --token "$token" >"$work/$n.log" 2>&1 &
   pids+=($!)
   wait_until 30 "node $n's API" "$NEXUS" status --api "${api[$n]}" --data-dir "$work/$n"
@@ -97,9 +101,34 @@ for who in alice bob; do
 done
 show ledger verify --api "${api[c]}" --data-dir "$work/c"
 
-step "agents in the sandbox (namespaces, seccomp, cgroups; no network)"
-show agent run-local examples/agents/hello-sh --input '"mesh"'
-show agent run-local examples/agents/wordcount-py --input '"to be or not to be"'
+step "agents across the mesh: publish on node a (packed, hashed, signed here); every member copies the bundles"
+for agent in hello-sh wordcount-py; do
+  show agent publish "examples/agents/$agent" --api "${api[a]}" --data-dir "$work/a"
+done
+show agent list --api "${api[a]}" --data-dir "$work/a"
+# carol pays for the runs; "default" (the agents' tenant) is paid
+show account create carol --key-file "$work/carol.key" --api "${api[a]}" --data-dir "$work/a"
+show account create default --key-file "$work/default.key" --api "${api[a]}" --data-dir "$work/a"
+show ledger mint --to carol --amount 1000 --api "${api[a]}" --data-dir "$work/a"
+
+step "a stateless run asked on node c, placed on the member with the most free capacity"
+show agent plan hello-sh --api "${api[c]}" --data-dir "$work/c"
+show agent run hello-sh --input '"mesh"' --account carol --api "${api[c]}" --data-dir "$work/c"
+
+step "a stateful session: its context is checkpointed through Raft after every call"
+sid=$("$NEXUS" session open wordcount-py --account carol --api "${api[b]}" --data-dir "$work/b")
+echo "session $sid"
+show session send "$sid" --input '"to be or not to be"' --api "${api[b]}" --data-dir "$work/b"
+show session send "$sid" --input '"that is the question"' --api "${api[c]}" --data-dir "$work/c"
+show session close "$sid" --api "${api[a]}" --data-dir "$work/a"
+
+step "what the runs cost: carol's balance, the ledger's last entries, verified on node b"
+show ledger balance carol --api "${api[a]}" --data-dir "$work/a"
+show ledger log --after 2 --api "${api[b]}" --data-dir "$work/b"
+show ledger verify --api "${api[b]}" --data-dir "$work/b"
+
+step "one agent in the sandbox on this machine (no node involved)"
+show agent run-local examples/agents/hello-sh --input '"local"'
 
 step "envelope counters on node a"
 a status --json | python3 -c 'import json,sys; c=json.load(sys.stdin)["counters"]; print("  accepted=%d bad_sig=%d replay=%d unknown_sender=%d; transport sent=%d received=%d" % (c["envelope"]["accepted"], c["envelope"]["bad_sig"], c["envelope"]["replay"], c["envelope"]["unknown_sender"], c["transport"]["sent"], c["transport"]["received"]))'

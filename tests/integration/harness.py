@@ -271,3 +271,34 @@ class Sodium:
                                           bytes(sk)) != 0:
             raise RuntimeError('crypto_sign_detached failed')
         return sig.raw
+
+
+# ---- a cluster grown by tokens (tests/integration/test_sessions.py, test_spread.py) ----
+
+def token_cluster(cluster, extras, voters=3):
+    """Node 'a' bootstraps, the others join with one token made on it. extras[i] are the
+    options of node i. Waits until every member is in every registry and gossip view and
+    the leader has `voters` voters. Returns (nodes, path of the operator key)."""
+    a = cluster.node('a')
+    a.start('--bootstrap', *extras[0])
+    wait_for(lambda: raft_status(a)['registry']['members'] == 1, timeout=20, what='genesis')
+    op = os.path.join(a.data_dir, 'operator.key')
+    nodes = [a]
+    if len(extras) > 1:
+        out = run('token', 'create', '--uses', str(len(extras) - 1), '--operator-key', op,
+                  '--api', a.api, '--data-dir', a.data_dir)
+        assert out.returncode == 0, out.stderr
+        tok = out.stdout.strip()
+        for i, ex in enumerate(extras[1:]):
+            n = cluster.node(chr(ord('b') + i))
+            n.start('--join', a.bind, '--token', tok, *ex)
+            nodes.append(n)
+    n_all = len(nodes)
+    wait_for(lambda: all(raft_status(n)['registry']['members'] == n_all for n in nodes),
+             timeout=30, what='every member in every registry')
+    wait_for(lambda: all(len(n.request('GET', '/v1/members')[1]['members']) == n_all
+                         for n in nodes), timeout=30, what='gossip sees every member')
+    want = min(voters, n_all)
+    wait_for(lambda: len(raft_status(raft_leader(nodes))['voters']) >= want, timeout=30,
+             what='%d voters' % want)
+    return nodes, op

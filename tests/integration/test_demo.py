@@ -2,6 +2,7 @@
 runs after building) starts a 3-node mesh (one bootstrap node, two joined by token), uses the KV store and the ledger,
 runs the example agents, and stops cleanly."""
 import os
+import re
 import subprocess
 import unittest
 
@@ -17,13 +18,17 @@ class DemoTest(unittest.TestCase):
                            timeout=180)
         self.assertEqual(r.returncode, 0, r.stdout[-3000:])
         out = r.stdout
-        self.assertEqual(out.count(' alive '), 3, out)
+        members = re.findall(r'^[0-9a-f]{16}  127\.0\.0\.1:\d+\s+alive ', out, re.M)
+        self.assertEqual(len(members), 3, out)
         self.assertIn(' leader ', out)
         self.assertEqual(out.count('joined: admitted by the cluster'), 2, out)
         self.assertIn('hello, mesh', out)
         self.assertIn('ok: 2 transactions, supply 100', out)
         self.assertIn('"greeting": "hello from sh"', out)
         self.assertIn('"words": 6', out)
+        self.assertIn('"total": 10', out)  # the session kept its context across members
+        self.assertEqual(out.count('--- charged '), 3, out)
+        self.assertIn('supply 1100', out)
         self.assertIn('bad_sig=0', out)
         self.assertIn('demo done', out)
 
