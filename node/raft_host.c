@@ -1319,6 +1319,10 @@ enum api_result raft_host_api_kv(void *ctx, struct api_request *req)
                         KV_MAX_KEY_BYTES);
         return API_DONE;
     }
+    if (key[0] == '_') { /* _session/, _deploy/: records other modules keep consistent */
+        api_reply_error(req, 403, "keys starting with '_' are reserved for the node itself");
+        return API_DONE;
+    }
     const char *method = api_req_method(req);
     uint8_t op;
     if (strcmp(method, "GET") == 0)

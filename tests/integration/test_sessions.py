@@ -8,7 +8,7 @@ import os
 import time
 import unittest
 
-from harness import Cluster, run, token_cluster, wait_for
+from harness import Cluster, http, kv_path, run, token_cluster, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(HERE, '..', '..', 'examples', 'agents')
@@ -107,6 +107,9 @@ class SessionsTest(unittest.TestCase):
         self.assertIn('no such session', out.stderr)
         out = cli(a, 'session', 'frobnicate', 'x')
         self.assertEqual(out.returncode, 2)
+        # the records behind sessions and deployments are not writable through /v1/kv
+        code, body = http(a, 'PUT', kv_path('_session/s-0000000000000000'), b'{}')
+        self.assertEqual(code, 403, body)
 
 
 if __name__ == '__main__':
