@@ -163,6 +163,40 @@ bool cli_get_u64(const struct cli_cmd *cmd, const struct cli_values *vals, const
     return true;
 }
 
+static bool takes_value(const struct cli_cmd *cmd, const char *arg)
+{
+    if (strchr(arg, '='))
+        return false;
+    for (int i = 0; i < cmd->n_opts; i++)
+        if (cmd->opts[i].arg && strcmp(arg + 2, cmd->opts[i].name) == 0)
+            return true;
+    return false;
+}
+
+int cli_parse_anywhere(const struct cli_cmd *cmd, int argc, char **argv, struct cli_values *out,
+                       char **pos, int max_pos, int *n_pos)
+{
+    char *opts[CLI_MAX_ARGS];
+    int n_opts = 1;
+    *n_pos = 0;
+    if (argc > CLI_MAX_ARGS || argc > max_pos) {
+        memset(out, 0, sizeof *out);
+        cli_error("%s: too many arguments", cmd->name);
+        return CLI_ERROR;
+    }
+    opts[0] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            opts[n_opts++] = argv[i];
+            if (argv[i][1] == '-' && takes_value(cmd, argv[i]) && i + 1 < argc)
+                opts[n_opts++] = argv[++i];
+        } else {
+            pos[(*n_pos)++] = argv[i];
+        }
+    }
+    return cli_parse(cmd, n_opts, opts, out);
+}
+
 bool cli_get_duration_ms(const struct cli_cmd *cmd, const struct cli_values *vals, const char *name,
                          unsigned long long max_ms, unsigned long long *out)
 {

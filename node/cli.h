@@ -62,6 +62,16 @@ bool cli_flag(const struct cli_cmd *cmd, const struct cli_values *vals, const ch
 bool cli_get_u64(const struct cli_cmd *cmd, const struct cli_values *vals, const char *name,
                  unsigned long long max, unsigned long long *out);
 
+/*
+ * cli_parse for commands whose options may come after their positional
+ * arguments ("nexus ledger transfer --from a ..."): the positionals are
+ * returned in pos (at most max_pos, in order), the options parsed as usual.
+ * On CLI_ERROR out may be partly filled: cli_values_free it all the same.
+ */
+#define CLI_MAX_ARGS 64
+int cli_parse_anywhere(const struct cli_cmd *cmd, int argc, char **argv, struct cli_values *out,
+                       char **pos, int max_pos, int *n_pos);
+
 /* Parses a duration option ("500ms", "90s", "10m", "2h", "7d"; a bare number is seconds). */
 bool cli_get_duration_ms(const struct cli_cmd *cmd, const struct cli_values *vals, const char *name,
                          unsigned long long max_ms, unsigned long long *out);

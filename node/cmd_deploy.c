@@ -70,38 +70,10 @@ static const char *opt(struct dctx *x, const char *name)
     return cli_get(x->spec, &x->vals, name);
 }
 
-static bool takes_value(const char *arg)
-{
-    if (strchr(arg, '='))
-        return false;
-    for (size_t i = 0; i < NX_ARRAY_LEN(deploy_opts); i++)
-        if (deploy_opts[i].arg && strcmp(arg + 2, deploy_opts[i].name) == 0)
-            return true;
-    return false;
-}
-
-/* Options may come after positionals: they are moved first for cli_parse. */
 static int parse(struct dctx *x, const struct cli_cmd *spec, int argc, char **argv)
 {
-    char *opts[DEPLOY_CLI_MAX_ARGS];
-    int n_opts = 1;
     x->spec = spec;
-    x->n_pos = 0;
-    if (argc > DEPLOY_CLI_MAX_ARGS) {
-        cli_error("%s: too many arguments", spec->name);
-        return CLI_ERROR;
-    }
-    opts[0] = argv[0];
-    for (int i = 1; i < argc; i++) {
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            opts[n_opts++] = argv[i];
-            if (argv[i][1] == '-' && takes_value(argv[i]) && i + 1 < argc)
-                opts[n_opts++] = argv[++i];
-        } else {
-            x->pos[x->n_pos++] = argv[i];
-        }
-    }
-    return cli_parse(spec, n_opts, opts, &x->vals);
+    return cli_parse_anywhere(spec, argc, argv, &x->vals, x->pos, DEPLOY_CLI_MAX_ARGS, &x->n_pos);
 }
 
 static void print_json(json_t *o)

@@ -108,38 +108,10 @@ struct lctx {
     int n_pos;
 };
 
-static bool takes_value(const char *arg)
-{
-    if (strchr(arg, '='))
-        return false;
-    for (size_t i = 0; i < NX_ARRAY_LEN(ledger_opts); i++)
-        if (ledger_opts[i].arg && strcmp(arg + 2, ledger_opts[i].name) == 0)
-            return true;
-    return false;
-}
-
-/* Options first (cli_parse stops at the first positional). Returns a cli result. */
 static int parse(struct lctx *x, const struct cli_cmd *spec, int argc, char **argv)
 {
-    char *opts[LEDGER_CLI_MAX_ARGS];
-    int n_opts = 1;
     x->spec = spec;
-    x->n_pos = 0;
-    if (argc > LEDGER_CLI_MAX_ARGS) {
-        cli_error("%s: too many arguments", spec->name);
-        return CLI_ERROR;
-    }
-    opts[0] = argv[0];
-    for (int i = 1; i < argc; i++) {
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            opts[n_opts++] = argv[i];
-            if (argv[i][1] == '-' && takes_value(argv[i]) && i + 1 < argc)
-                opts[n_opts++] = argv[++i];
-        } else {
-            x->pos[x->n_pos++] = argv[i];
-        }
-    }
-    return cli_parse(spec, n_opts, opts, &x->vals);
+    return cli_parse_anywhere(spec, argc, argv, &x->vals, x->pos, LEDGER_CLI_MAX_ARGS, &x->n_pos);
 }
 
 static const char *opt(struct lctx *x, const char *name)

@@ -1319,8 +1319,9 @@ enum api_result raft_host_api_kv(void *ctx, struct api_request *req)
                         KV_MAX_KEY_BYTES);
         return API_DONE;
     }
-    if (key[0] == '_') { /* _session/, _deploy/: records other modules keep consistent */
-        api_reply_error(req, 403, "keys starting with '_' are reserved for the node itself");
+    /* _session/, _deploy/: records other modules keep consistent; readable, not writable */
+    if (key[0] == '_' && strcmp(api_req_method(req), "GET") != 0) {
+        api_reply_error(req, 403, "keys starting with '_' are written by the node itself");
         return API_DONE;
     }
     const char *method = api_req_method(req);
