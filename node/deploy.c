@@ -51,6 +51,7 @@ struct replica {
     const char **argv;
     struct node_grant grant;
     bool reserved;
+    uint32_t reserve_refusals; /* in a row: at DEPLOY_RESERVE_GIVE_UP the replica goes back */
     struct sbx_run *run;
     uint64_t tag;       /* this replica's id in start tasks (a new replica gets a new one) */
     bool start_pending; /* a start is with the helper thread */
@@ -577,6 +578,30 @@ static int load_manifest(struct replica *r)
     return NX_OK;
 }
 
+/*
+ * The leader placed the replica here with a view that was stale (gossip lags
+ * what admitted runs hold), and this node cannot hold it: after a few tries
+ * the replica goes back to the leader as pending, and the next round places
+ * it with a fresher view, elsewhere if this node is still full.
+ */
+static void give_back(struct replica *r)
+{
+    struct deploy_entry e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.name, sizeof e.name, "%s", r->name);
+    e.replica = r->index;
+    snprintf(e.agent, sizeof e.agent, "%s", r->agent);
+    snprintf(e.version, sizeof e.version, "%s", r->version);
+    nx_hex_encode(e.bundle_hash, r->hash, BUNDLE_HASH_BYTES);
+    snprintf(e.why, sizeof e.why, "node %.16s could not hold it; placing it again",
+             r->h->id->id_hex);
+    e.since_ms = nx_clock_wall_ms();
+    NX_WARN("deploy_replica_given_back", "deployment=%s replica=%u refusals=%u", r->name, r->index,
+            r->reserve_refusals);
+    r->reserve_refusals = 0;
+    kv_write(r->h, r->name, r->index, &e);
+}
+
 static int reserve(struct replica *r)
 {
     if (r->reserved)
@@ -584,8 +609,11 @@ static int reserve(struct replica *r)
     struct node_request req = {r->m.cpu_millicores, r->m.memory_bytes, r->m.gpus, 0};
     if (agent_host_reserve(r->h->agents, &req, &r->grant) != NX_OK) {
         set_state(r, REP_STARTING, "waiting for this node's resources (held by other runs)");
+        if (++r->reserve_refusals >= DEPLOY_RESERVE_GIVE_UP)
+            give_back(r);
         return NX_ERR_LIMIT;
     }
+    r->reserve_refusals = 0;
     r->reserved = true;
     return NX_OK;
 }

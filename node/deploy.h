@@ -38,6 +38,7 @@
 #define DEPLOY_LOG_LINES 256           /* kept per replica */
 #define DEPLOY_LOG_LINE_MAX 1024       /* bytes per kept line (longer ones are cut) */
 #define DEPLOY_ROUND_MAX 32            /* KV writes per controller round */
+#define DEPLOY_RESERVE_GIVE_UP 5       /* refused reservations in a row: the replica goes back */
 #define DEPLOY_QUERY_TIMEOUT_MS 2000   /* a member that does not answer a query */
 #define DEPLOY_QUERIES_MAX 64          /* API requests waiting on members */
 #define DEPLOY_BACKOFF_BASE_MS 500     /* restart delay, doubled per quick exit ... */
