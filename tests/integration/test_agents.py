@@ -268,6 +268,17 @@ class AgentsMeshTest(unittest.TestCase):
             data[-3] ^= 0x20  # one byte of agent.sh
             f.seek(0)
             f.write(data)
+        # members copy published bundles in the background (docs/agents.md section 3):
+        # drop the good copies they may have made, so n0's tampered one is all there is
+        time.sleep(0.3)
+        for nd in (self.n1, self.n2):
+            store = os.path.join(nd.data_dir, 'agents')
+            for sub in ('bundles/%s.nxb' % h, 'cache/%s' % h):
+                p = os.path.join(store, sub)
+                if os.path.isdir(p):
+                    shutil.rmtree(p)
+                elif os.path.exists(p):
+                    os.unlink(p)
         code, r = self.run_json(self.n2, 'tampered', '--constraint', 'zone=c')
         self.assertNotEqual(code, 0, r)
         self.assertIn('hash mismatch', r['error'])
