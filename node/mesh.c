@@ -112,16 +112,11 @@ static int set_transport_peer(struct mesh *m, const uint8_t pk[NODE_PK_BYTES], c
     return node_transport_peer_set(m->tp, pk, endpoint);
 }
 
-int mesh_send(struct mesh *m, const uint8_t to[NODE_PK_BYTES], const char *addr, uint32_t type,
-              const uint8_t *body, size_t len)
+/* Seals body for `to` and hands the frame to the transport: to the peer's
+ * connection, or with guest_route on the connection a guest opened to us. */
+static int seal_and_send(struct mesh *m, const uint8_t to[NODE_PK_BYTES], const char *guest_route,
+                         uint32_t type, const uint8_t *body, size_t len)
 {
-    if (addr) {
-        int rc = set_transport_peer(m, to, addr);
-        if (rc != NX_OK) {
-            m->send_failed++;
-            return rc;
-        }
-    }
     struct ncap_header h;
     ncap_header_init(&h, m->cluster_id, m->id->pk, to, type, ncap_sender_next_seq(&m->seqs),
                      nx_clock_wall_ms());
@@ -132,11 +127,25 @@ int mesh_send(struct mesh *m, const uint8_t to[NODE_PK_BYTES], const char *addr,
         m->seal_failed++;
         return rc;
     }
-    rc = node_transport_send(m->tp, to, frame, frame_len);
+    rc = guest_route ? node_transport_reply_guest(m->tp, guest_route, frame, frame_len)
+                     : node_transport_send(m->tp, to, frame, frame_len);
     free(frame);
     if (rc != NX_OK)
         m->send_failed++;
     return rc;
+}
+
+int mesh_send(struct mesh *m, const uint8_t to[NODE_PK_BYTES], const char *addr, uint32_t type,
+              const uint8_t *body, size_t len)
+{
+    if (addr) {
+        int rc = set_transport_peer(m, to, addr);
+        if (rc != NX_OK) {
+            m->send_failed++;
+            return rc;
+        }
+    }
+    return seal_and_send(m, to, NULL, type, body, len);
 }
 
 int mesh_set_handler(struct mesh *m, uint32_t type, mesh_handler_fn fn, void *ctx)
@@ -220,21 +229,7 @@ void mesh_set_guest_handler(struct mesh *m, mesh_guest_fn fn, void *ctx)
 int mesh_reply_guest(struct mesh *m, const char *route, const uint8_t to[NODE_PK_BYTES],
                      uint32_t type, const uint8_t *body, size_t len)
 {
-    struct ncap_header h;
-    ncap_header_init(&h, m->cluster_id, m->id->pk, to, type, ncap_sender_next_seq(&m->seqs),
-                     nx_clock_wall_ms());
-    uint8_t *frame;
-    size_t frame_len;
-    int rc = ncap_seal(&h, body, len, m->id->sk, &frame, &frame_len);
-    if (rc != NX_OK) {
-        m->seal_failed++;
-        return rc;
-    }
-    rc = node_transport_reply_guest(m->tp, route, frame, frame_len);
-    free(frame);
-    if (rc != NX_OK)
-        m->send_failed++;
-    return rc;
+    return seal_and_send(m, to, route, type, body, len);
 }
 
 /* A guest (a key nobody trusts yet): the verifier lets only a JOIN_REQUEST through. */
