@@ -185,3 +185,24 @@ out_vals:
     cli_values_free(&vals);
     return exit_code;
 }
+
+int client_cluster_id(struct client *c, uint8_t cid[NODE_CLUSTER_ID_BYTES])
+{
+    json_t *g = NULL;
+    long status = client_call(c, "GET", "/v1/ledger/genesis?stale", NULL, &g);
+    if (status < 200 || status >= 300) {
+        if (status > 0)
+            client_print_error(status, g);
+        json_decref(g);
+        return 1;
+    }
+    const char *hex = json_string_value(json_object_get(g, "cluster_id"));
+    int rc = hex && strlen(hex) == 2 * NODE_CLUSTER_ID_BYTES &&
+                     nx_hex_decode(cid, NODE_CLUSTER_ID_BYTES, hex) == NX_OK
+                 ? 0
+                 : 1;
+    if (rc)
+        cli_error("the node's ledger has no genesis yet (no cluster id)");
+    json_decref(g);
+    return rc;
+}

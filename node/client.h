@@ -8,8 +8,10 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "cli.h"
+#include "node.h"
 
 #define CLIENT_TIMEOUT_MS 30000
 #define CLIENT_MAX_REPLY_BYTES (16u << 20)
@@ -53,5 +55,11 @@ void client_print_error(long status, json_t *reply);
  */
 int client_simple_command(const struct cli_cmd *spec, int argc, char **argv, const char *method,
                           const char *path, void (*print_text)(json_t *reply));
+
+/*
+ * The cluster id every signed ledger command names, from the node's genesis
+ * (GET /v1/ledger/genesis). 0, or 1 with the error printed.
+ */
+int client_cluster_id(struct client *c, uint8_t cid[NODE_CLUSTER_ID_BYTES]);
 
 #endif

@@ -156,22 +156,6 @@ static int publisher_key(struct actx *x, uint8_t pk[LEDGER_KEY_BYTES],
     return read_key(path, pk, sk);
 }
 
-static int cluster_id(struct actx *x, uint8_t cid[LEDGER_CLUSTER_ID_BYTES])
-{
-    json_t *g = get(x, "/v1/ledger/genesis?stale");
-    if (g == NULL)
-        return 1;
-    const char *hex = json_string_value(json_object_get(g, "cluster_id"));
-    int rc = hex && strlen(hex) == 2 * LEDGER_CLUSTER_ID_BYTES &&
-                     nx_hex_decode(cid, LEDGER_CLUSTER_ID_BYTES, hex) == NX_OK
-                 ? 0
-                 : 1;
-    if (rc)
-        cli_error("the node's ledger has no genesis yet (no cluster id)");
-    json_decref(g);
-    return rc;
-}
-
 /* Signs and posts a command (resent while 503). Returns the HTTP status; *reason when known. */
 static long submit(struct actx *x, const struct ledger_cmd *c, const uint8_t *sk, int *reason,
                    json_t **reply_out)
@@ -293,7 +277,7 @@ static int do_publish(struct actx *x)
     struct ledger_cmd c;
     uint8_t cid[LEDGER_CLUSTER_ID_BYTES];
     bool is_operator;
-    if (publisher_key(x, pk, sk, &is_operator) != 0 || cluster_id(x, cid) != 0)
+    if (publisher_key(x, pk, sk, &is_operator) != 0 || client_cluster_id(&x->c, cid) != 0)
         goto out;
     header(&c, LEDGER_CMD_AGENT_PUBLISH, cid, pk);
     struct ledger_cmd_agent_publish *p = &c.u.publish;
@@ -354,7 +338,7 @@ static int do_deprecate(struct actx *x)
     uint8_t pk[LEDGER_KEY_BYTES], sk[LEDGER_SECRET_KEY_BYTES], cid[LEDGER_CLUSTER_ID_BYTES];
     bool is_operator;
     int code = 1;
-    if (publisher_key(x, pk, sk, &is_operator) == 0 && cluster_id(x, cid) == 0) {
+    if (publisher_key(x, pk, sk, &is_operator) == 0 && client_cluster_id(&x->c, cid) == 0) {
         header(&c, LEDGER_CMD_AGENT_DEPRECATE, cid, pk);
         snprintf(c.u.deprecate.name, sizeof c.u.deprecate.name, "%.*s", (int)(at - spec), spec);
         snprintf(c.u.deprecate.version, sizeof c.u.deprecate.version, "%s", at + 1);

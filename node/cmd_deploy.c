@@ -131,29 +131,13 @@ static int signer_key(struct dctx *x, uint8_t pk[LEDGER_KEY_BYTES],
     return 0;
 }
 
-static int cluster_id(struct dctx *x, uint8_t cid[LEDGER_CLUSTER_ID_BYTES])
-{
-    json_t *g = get(x, "/v1/ledger/genesis?stale");
-    if (g == NULL)
-        return 1;
-    const char *hex = json_string_value(json_object_get(g, "cluster_id"));
-    int rc = hex && strlen(hex) == 2 * LEDGER_CLUSTER_ID_BYTES &&
-                     nx_hex_decode(cid, LEDGER_CLUSTER_ID_BYTES, hex) == NX_OK
-                 ? 0
-                 : 1;
-    if (rc)
-        cli_error("the node's ledger has no genesis yet (no cluster id)");
-    json_decref(g);
-    return rc;
-}
-
 /* Signs c with the signer's key and posts it (resent while 503). 0 when applied. */
 static int sign_and_submit(struct dctx *x, struct ledger_cmd *c, json_t **reply_out)
 {
     uint8_t pk[LEDGER_KEY_BYTES], sk[LEDGER_SECRET_KEY_BYTES], cid[LEDGER_CLUSTER_ID_BYTES];
     uint8_t *cmd = NULL;
     size_t len = 0;
-    if (signer_key(x, pk, sk) != 0 || cluster_id(x, cid) != 0) {
+    if (signer_key(x, pk, sk) != 0 || client_cluster_id(&x->c, cid) != 0) {
         sodium_memzero(sk, sizeof sk);
         return 1;
     }

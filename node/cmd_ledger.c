@@ -125,35 +125,6 @@ static void print_json(json_t *o)
     putchar('\n');
 }
 
-/* GET path; on 2xx *reply is set (caller frees). Returns an exit code. */
-static int get(struct lctx *x, const char *path, json_t **reply)
-{
-    long status = client_call(&x->c, "GET", path, NULL, reply);
-    if (status >= 200 && status < 300)
-        return 0;
-    if (status > 0)
-        client_print_error(status, *reply);
-    json_decref(*reply);
-    *reply = NULL;
-    return 1;
-}
-
-static int cluster_id(struct lctx *x, uint8_t cid[LEDGER_CLUSTER_ID_BYTES])
-{
-    json_t *g = NULL;
-    if (get(x, "/v1/ledger/genesis?stale", &g) != 0)
-        return 1;
-    const char *hex = json_string_value(json_object_get(g, "cluster_id"));
-    int rc = hex && strlen(hex) == 2 * LEDGER_CLUSTER_ID_BYTES &&
-                     nx_hex_decode(cid, LEDGER_CLUSTER_ID_BYTES, hex) == NX_OK
-                 ? 0
-                 : 1;
-    if (rc)
-        cli_error("the node's genesis has no valid cluster id");
-    json_decref(g);
-    return rc;
-}
-
 static int read_key(const char *path, uint8_t pk[LEDGER_KEY_BYTES],
                     uint8_t sk[LEDGER_SECRET_KEY_BYTES])
 {
@@ -189,7 +160,7 @@ static int fill_header(struct lctx *x, struct ledger_cmd *c, uint8_t type,
     memset(c, 0, sizeof *c);
     c->type = type;
     memcpy(c->author, author, LEDGER_KEY_BYTES);
-    if (cluster_id(x, c->cluster_id) != 0)
+    if (client_cluster_id(&x->c, c->cluster_id) != 0)
         return 1;
     const char *k = opt(x, "idempotency-key");
     if (k == NULL)
